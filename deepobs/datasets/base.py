@@ -1,0 +1,254 @@
+"""In-memory data sets: splits held as tensors, batches drawn as index gathers.
+
+Every DeepOBS data set derives from :class:`DataSet`. A subclass only says how to
+read its raw arrays (``_load_raw``) and how to turn a gathered batch into model input
+(``transform_batch``); splitting, shuffling, drop-last batching and the train-eval
+subset are done here, once, for every data set (DESIGN.md decisions 3, 5 and 6).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, Optional
+
+import torch
+
+from deepobs.config import check_protocol
+
+#: Seed of the generator that carves validation splits. Fixed on purpose: the split
+#: must not depend on the run seed, so that every run sees the same validation data.
+SPLIT_SEED = 2718281828
+
+# Offsets that derive independent streams from the run seed.
+_ORDER_STREAM = 1
+_TRAIN_EVAL_STREAM = 2
+_AUGMENT_STREAM = 3
+
+
+@dataclass
+class Split:
+    """One split of a data set: inputs and targets with the same first dimension."""
+
+    inputs: torch.Tensor
+    targets: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.inputs.shape[0]
+
+    def to(self, device) -> "Split":
+        return Split(self.inputs.to(device), self.targets.to(device))
+
+    def subset(self, index: torch.Tensor) -> "Split":
+        return Split(self.inputs[index], self.targets[index])
+
+
+def carve_validation(train: Split, valid_size: int) -> tuple[Split, Split]:
+    """Split ``valid_size`` examples off ``train``, the same way for every run seed."""
+    if not 0 < valid_size < len(train):
+        raise ValueError(f"valid_size={valid_size} must be in (0, {len(train)})")
+    generator = torch.Generator().manual_seed(SPLIT_SEED)
+    permutation = torch.randperm(len(train), generator=generator)
+    valid_index, train_index = permutation[:valid_size], permutation[valid_size:]
+    return train.subset(train_index.sort().values), train.subset(valid_index.sort().values)
+
+
+class DataSet:
+    """Base class of all data sets: train, train_eval, valid and test splits in memory.
+
+    Args:
+        batch_size: mini-batch size of training and of the DeepOBS evaluation passes.
+        protocol: ``"1.2"`` (held-out validation split carved from the training data)
+            or ``"1.1"`` (no validation split, full training set: the setting of the
+            published baselines).
+        data_augmentation: apply the published training augmentation.
+        random_seed: run seed; data order, train-eval draws and augmentation use
+            generators derived from it.
+        device: where the tensors live and batches are built.
+        data_dir: folder with the raw files (real data sets only).
+        train_eval_size: examples per train-eval pass (default: the class attribute).
+        eval_batch_size: batch size of evaluation passes. Results are the same as with
+            ``batch_size`` (see :meth:`eval_batches`), only faster.
+        fake_data: if set, use this many random examples of the real shape instead of
+            reading files (tests, smoke tests and benchmarks).
+    """
+
+    #: Name of the data set, used in messages.
+    name: str = "dataset"
+    #: Default size of the train-eval subset (DeepOBS §2.2).
+    train_eval_size: int = 10_000
+    #: Size of the validation split carved from the training set under protocol 1.2.
+    valid_size: int = 10_000
+    #: Shape of one input example and its dtype; number of classes (None: no labels).
+    input_shape: tuple = ()
+    input_dtype: torch.dtype = torch.float32
+    num_classes: Optional[int] = None
+
+    def __init__(
+        self,
+        batch_size: int,
+        *,
+        protocol: str = "1.2",
+        data_augmentation: bool = True,
+        random_seed: int = 42,
+        device="cpu",
+        data_dir: Optional[str] = None,
+        train_eval_size: Optional[int] = None,
+        eval_batch_size: Optional[int] = None,
+        fake_data: Optional[int] = None,
+    ):
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
+        self.batch_size = int(batch_size)
+        self.protocol = check_protocol(protocol)
+        self.data_augmentation = bool(data_augmentation)
+        self.random_seed = int(random_seed)
+        self.device = torch.device(device)
+        self.data_dir = data_dir
+        self.fake_data = fake_data
+        self.eval_batch_size = int(eval_batch_size or batch_size)
+        self.splits = self._build_splits()
+        if train_eval_size is not None:
+            self.train_eval_size = int(train_eval_size)
+        self.train_eval_size = min(self.train_eval_size, len(self.splits["train"]))
+        self.order_generator = torch.Generator().manual_seed(self.random_seed * 10 + _ORDER_STREAM)
+        self.train_eval_generator = torch.Generator().manual_seed(
+            self.random_seed * 10 + _TRAIN_EVAL_STREAM
+        )
+        self.augment_generator = torch.Generator(device=self.device).manual_seed(
+            self.random_seed * 10 + _AUGMENT_STREAM
+        )
+
+    # ------------------------------------------------------------------ loading
+    def _load_raw(self) -> dict:
+        """Return ``{"train": Split, "test": Split}`` (and ``"valid"`` if the data set
+        has its own) read from ``self.data_dir``. Real data sets override this."""
+        raise NotImplementedError(f"{type(self).__name__} must implement _load_raw")
+
+    def _fake_raw(self, size: int) -> dict:
+        """Random examples of the real shape and dtype, for tests and benchmarks."""
+        generator = torch.Generator().manual_seed(0)
+
+        def make(n):
+            shape = (n, *self.input_shape)
+            if self.input_dtype == torch.uint8:
+                inputs = torch.randint(0, 256, shape, generator=generator, dtype=torch.uint8)
+            else:
+                inputs = torch.randn(shape, generator=generator).to(self.input_dtype)
+            if self.num_classes:
+                targets = torch.randint(0, self.num_classes, (n,), generator=generator)
+            else:
+                targets = torch.zeros(n)
+            return Split(inputs, targets)
+
+        return {"train": make(size), "test": make(max(size // 2, 1))}
+
+    def _split_validation(self, train: Split) -> tuple[Split, Split]:
+        """Carve the validation split (protocol 1.2). Override for ordered data."""
+        valid_size = self.valid_size
+        if self.fake_data:
+            valid_size = max(len(train) // 5, 1)
+        return carve_validation(train, valid_size)
+
+    def _build_splits(self) -> dict:
+        raw = self._fake_raw(int(self.fake_data)) if self.fake_data else self._load_raw()
+        train, test, valid = raw["train"], raw["test"], raw.get("valid")
+        if self.protocol == "1.2" and valid is None:
+            train, valid = self._split_validation(train)
+        splits = {"train": train, "test": test}
+        if self.protocol == "1.2":
+            splits["valid"] = valid
+        return {name: split.to(self.device) for name, split in splits.items()}
+
+    # ---------------------------------------------------------------- batching
+    @property
+    def has_validation(self) -> bool:
+        return "valid" in self.splits
+
+    def transform_batch(self, inputs: torch.Tensor, train: bool) -> torch.Tensor:
+        """Turn gathered raw inputs into model input; ``train`` selects augmentation.
+
+        Override in data sets that preprocess or augment. Random draws must use
+        ``self.augment_generator``.
+        """
+        return inputs
+
+    def num_batches(self, split: str) -> int:
+        """Number of mini-batches in one DeepOBS pass over ``split`` (drop-last)."""
+        size = self.train_eval_size if split == "train_eval" else len(self._split(split))
+        return size // self.batch_size
+
+    def _split(self, split: str) -> Split:
+        if split == "train_eval":
+            return self.splits["train"]
+        if split not in self.splits:
+            if split == "valid":
+                raise ValueError(
+                    f"{self.name}: protocol {self.protocol} has no validation split"
+                )
+            raise ValueError(f"unknown split {split!r}; allowed: train, train_eval, valid, test")
+        return self.splits[split]
+
+    def _pass_index(self, split: str) -> Optional[torch.Tensor]:
+        """Example order of one pass: shuffled for train/train_eval, fixed otherwise."""
+        if split == "train":
+            return torch.randperm(len(self.splits["train"]), generator=self.order_generator)
+        if split == "train_eval":
+            permutation = torch.randperm(
+                len(self.splits["train"]), generator=self.train_eval_generator
+            )
+            return permutation[: self.train_eval_size]
+        return None
+
+    def batches(self, split: str, batch_size: Optional[int] = None) -> Iterator[tuple]:
+        """Yield ``(inputs, targets)`` batches of one pass over ``split`` (drop-last).
+
+        ``train`` and ``train_eval`` are shuffled with the run's generators and
+        augmented like training data (as published: train-eval is drawn from the
+        augmented training stream); ``valid`` and ``test`` keep their order.
+        """
+        data = self._split(split)
+        batch_size = batch_size or self.batch_size
+        index = self._pass_index(split)
+        # Evaluate exactly the examples that drop-last batches of the training
+        # batch size would see, whatever batch size is used to compute them.
+        usable = self.num_batches(split) * self.batch_size
+        train_like = split in ("train", "train_eval") and self.data_augmentation
+        if index is not None:
+            index = index[:usable].to(self.device)
+        for start in range(0, usable, batch_size):
+            stop = min(start + batch_size, usable)
+            if index is None:
+                inputs, targets = data.inputs[start:stop], data.targets[start:stop]
+            else:
+                batch_index = index[start:stop]
+                inputs, targets = data.inputs[batch_index], data.targets[batch_index]
+            yield self.transform_batch(inputs, train=train_like), targets
+
+    def eval_batches(self, split: str) -> Iterator[tuple]:
+        """Batches of an evaluation pass, at ``eval_batch_size``.
+
+        They cover the same examples as :meth:`batches` with the training batch size,
+        so a per-example mean over them equals DeepOBS's mean of per-batch means.
+        """
+        return self.batches(split, batch_size=self.eval_batch_size)
+
+    # ------------------------------------------------------------ reproducibility
+    def state_dict(self) -> dict:
+        """RNG states of the data streams (for checkpoints)."""
+        return {
+            "order": self.order_generator.get_state(),
+            "train_eval": self.train_eval_generator.get_state(),
+            "augment": self.augment_generator.get_state(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.order_generator.set_state(state["order"])
+        self.train_eval_generator.set_state(state["train_eval"])
+        self.augment_generator.set_state(state["augment"])
+
+    def __repr__(self) -> str:
+        sizes = ", ".join(f"{name}={len(split)}" for name, split in self.splits.items())
+        return f"{type(self).__name__}(batch_size={self.batch_size}, protocol={self.protocol}, {sizes})"
+
+
+__all__ = ["DataSet", "Split", "carve_validation", "SPLIT_SEED"]

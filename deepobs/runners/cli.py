@@ -1,0 +1,198 @@
+"""The ``deepobs-run`` command: one problem, one optimizer, one seed.
+
+Example::
+
+    deepobs-run quadratic_deep --optimizer sgd --lr 0.01584893 --protocol 1.1 -N 100
+
+Bad input ends in one line on stderr and exit status 2, before anything is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Optional
+
+from deepobs.config import PROTOCOLS
+from deepobs.errors import ConfigurationError
+from deepobs.registry import close_matches
+
+#: Runner flags; an optimizer hyperparameter with one of these names gets the
+#: prefix ``optimizer_`` on the command line (e.g. AdamW's --optimizer_weight_decay).
+RUNNER_FLAGS = {
+    "testproblem", "optimizer", "optimizer_name", "batch_size", "bs", "num_epochs",
+    "random_seed", "data_dir", "output_dir", "weight_decay", "wd", "no_logs",
+    "train_log_interval", "print_train_iter", "tb_log", "tb_log_dir", "skip_if_exists",
+    "lr_sched_epochs", "lr_sched_factors", "protocol", "device", "quiet", "eval_batch_size",
+    "list", "verbose", "list_optimizers", "help",
+}
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are a single line: ``prog: error: message``."""
+
+    def error(self, message):
+        if "unrecognized arguments" in message:
+            message += self._suggestions(message)
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+    def _suggestions(self, message: str) -> str:
+        known = [option for action in self._actions for option in action.option_strings]
+        wrong = [word for word in message.split(":", 1)[1].split() if word.startswith("-")]
+        hints = [close_matches(word.split("=")[0], known) for word in wrong]
+        return "".join(hint for hint in hints if hint)
+
+
+def hyperparameter_flag(name: str) -> str:
+    """The command-line flag of an optimizer hyperparameter."""
+    return f"--optimizer_{name}" if name in RUNNER_FLAGS else f"--{name}"
+
+
+def _add_hyperparameters(parser, hyperparameter_names: dict, given: Optional[dict] = None) -> None:
+    group = parser.add_argument_group("optimizer hyperparameters")
+    for name, spec in hyperparameter_names.items():
+        value_type = spec.get("type", float)
+        required = "default" not in spec and name not in (given or {})
+        kwargs = dict(dest=f"hp__{name}", required=required)
+        if "default" in spec:
+            kwargs["default"] = spec["default"]
+            help_text = f"default {spec['default']!r}"
+        else:
+            help_text = "required" if required else "given in the script"
+        if value_type is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif value_type is tuple:
+            kwargs.update(nargs=len(spec.get("default", ())) or "+", type=float,
+                          metavar=name.upper())
+        else:
+            kwargs["type"] = value_type
+        group.add_argument(hyperparameter_flag(name), help=help_text, **kwargs)
+
+
+def build_run_parser(hyperparameter_names: dict, optimizer_flag: bool = True,
+                     lr_schedule: bool = True, given: Optional[dict] = None) -> argparse.ArgumentParser:
+    """The full ``deepobs-run`` parser, with one flag per optimizer hyperparameter."""
+    parser = OneLineParser(
+        prog="deepobs-run", allow_abbrev=False,
+        description="Train one optimizer on one DeepOBS test problem and write a result file.",
+        epilog="example: deepobs-run quadratic_deep --optimizer sgd --lr 0.0158 -N 100",
+    )
+    parser.add_argument("testproblem", help="problem name (deepobs-run --list shows them)")
+    if optimizer_flag:
+        parser.add_argument("--optimizer", required=True,
+                            help="deepobs name, torch.optim class or dotted path")
+        parser.add_argument("--optimizer_name", help="name written to the results (default: the optimizer's)")
+    parser.add_argument("--bs", "--batch_size", dest="batch_size", type=int,
+                        help="mini-batch size (default: the problem's)")
+    parser.add_argument("-N", "--num_epochs", type=int, help="epochs (default: the problem's)")
+    parser.add_argument("-r", "--random_seed", type=int, default=42, help="run seed (default 42)")
+    parser.add_argument("--data_dir", help="data folder (default $DEEPOBS_DATA_DIR or ./data_deepobs)")
+    parser.add_argument("--output_dir", default="./results", help="results folder (default ./results)")
+    parser.add_argument("--wd", "--weight_decay", dest="weight_decay", type=float,
+                        help="L2 factor of the problem (default: the problem's)")
+    parser.add_argument("--no_logs", action="store_true", help="write no result file")
+    parser.add_argument("--train_log_interval", type=int, default=10,
+                        help="log the mini-batch loss every k steps (default 10)")
+    parser.add_argument("--print_train_iter", action="store_true", help="print the logged mini-batch losses")
+    parser.add_argument("--tb_log", action="store_true", help="log to TensorBoard")
+    parser.add_argument("--tb_log_dir", default="none", help="TensorBoard folder")
+    parser.add_argument("--skip_if_exists", action="store_true",
+                        help="do nothing if a result of this setting and seed exists")
+    parser.add_argument("--protocol", choices=PROTOCOLS, default="1.2",
+                        help="1.2: held-out validation split (default); 1.1: the published baselines' setting")
+    parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    parser.add_argument("--eval_batch_size", type=int,
+                        help="batch size of evaluation passes (same results, faster)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar or log lines")
+    if lr_schedule:
+        parser.add_argument("--lr_sched_epochs", type=int, nargs="+",
+                            help="epochs at which the learning rate changes")
+        parser.add_argument("--lr_sched_factors", type=float, nargs="+",
+                            help="factors of the base learning rate from those epochs on")
+    _add_hyperparameters(parser, hyperparameter_names, given)
+    return parser
+
+
+def _split_hyperparameters(namespace: dict) -> tuple[dict, dict]:
+    hyperparams = {key[4:]: value for key, value in namespace.items() if key.startswith("hp__")}
+    rest = {key: value for key, value in namespace.items() if not key.startswith("hp__")}
+    for name, value in hyperparams.items():
+        if isinstance(value, list):
+            hyperparams[name] = tuple(value)
+    return {k: v for k, v in hyperparams.items() if v is not None}, rest
+
+
+def _print_problems(pattern: str, verbose: bool) -> None:
+    from deepobs.registry import get_problem_class, list_problems
+
+    names = list_problems(pattern)
+    if not verbose:
+        print("\n".join(names))
+        return
+    columns = ["problem", "dataset", "model", "parameters", "loss", "batch_size", "num_epochs", "weight_decay"]
+    rows = [get_problem_class(name)(device="cpu").describe() for name in names]
+    print("\t".join(columns))
+    for row in rows:
+        print("\t".join("-" if row[c] is None else (f"{row[c]:,}" if c == "parameters" else str(row[c]))
+                        for c in columns))
+
+
+def _print_optimizers() -> None:
+    from deepobs.runners.optimizers import list_optimizers
+
+    for name, description in list_optimizers().items():
+        print(f"{name:<12} {description}")
+
+
+def main(argv=None) -> int:
+    """Entry point of ``deepobs-run``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    pre = OneLineParser(prog="deepobs-run", add_help=False, allow_abbrev=False)
+    pre.add_argument("testproblem", nargs="?")
+    pre.add_argument("--optimizer")
+    pre.add_argument("--list", nargs="?", const="*", metavar="PATTERN")
+    pre.add_argument("-v", "--verbose", action="store_true")
+    pre.add_argument("--list-optimizers", "--list_optimizers", dest="list_optimizers", action="store_true")
+    pre.add_argument("-h", "--help", action="store_true")
+    known, _ = pre.parse_known_args(argv)
+    try:
+        if known.list is not None:
+            _print_problems(known.list, known.verbose)
+            return 0
+        if known.list_optimizers:
+            _print_optimizers()
+            return 0
+        from deepobs.runners.optimizers import resolve_optimizer
+
+        spec = resolve_optimizer(known.optimizer) if known.optimizer else None
+        parser = build_run_parser(spec.hyperparameters if spec else {})
+        if known.help or spec is None:
+            parser.parse_args(argv)  # prints help, or the one-line error for --optimizer
+        namespace = vars(parser.parse_args(argv))
+        hyperparams, args = _split_hyperparameters(namespace)
+        return _run(spec, hyperparams, args)
+    except ConfigurationError as error:
+        print(f"deepobs-run: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("deepobs-run: interrupted", file=sys.stderr)
+        return 130
+
+
+def _run(spec, hyperparams: dict, args: dict) -> int:
+    from deepobs.runners.runner import LearningRateScheduleRunner, StandardRunner
+
+    args.pop("optimizer")
+    optimizer_name = args.pop("optimizer_name") or spec.name
+    schedule = {"lr_sched_epochs": args.pop("lr_sched_epochs"),
+                "lr_sched_factors": args.pop("lr_sched_factors")}
+    runner_class = LearningRateScheduleRunner if any(v is not None for v in schedule.values()) else StandardRunner
+    runner = runner_class(spec.build, spec.hyperparameters, optimizer_name=optimizer_name)
+    if runner_class is StandardRunner:
+        schedule = {}
+    runner.run(hyperparams=hyperparams, **args, **schedule)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,19 @@
+"""Test problems, registered by name where they are defined.
+
+``from deepobs.testproblems import quadratic_deep`` returns the registered class, as
+DeepOBS users are used to.
+"""
+
+from deepobs.testproblems.base import TestProblem
+from deepobs.testproblems import quadratic, two_d  # noqa: F401  (register the problems)
+
+
+def __getattr__(name):
+    from deepobs.registry import _PROBLEMS
+
+    if name in _PROBLEMS:
+        return _PROBLEMS[name]
+    raise AttributeError(f"module 'deepobs.testproblems' has no attribute {name!r}")
+
+
+__all__ = ["TestProblem"]

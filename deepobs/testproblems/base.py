@@ -1,0 +1,266 @@
+"""The test problem base class: data + model + loss + metric + defaults.
+
+The public methods are DeepOBS's PyTorch API (``set_up``, ``train_init_op``,
+``get_batch_loss_and_accuracy`` ...), so runners written for DeepOBS work unchanged.
+A subclass supplies ``_build_data``, ``_build_net`` and, when the model needs more
+than ``loss_function(net(x), y)``, ``_compute``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Optional
+
+import torch
+from torch import nn
+
+from deepobs.config import DEFAULT_PROTOCOL, check_protocol, default_device
+from deepobs.errors import ConfigurationError
+
+PHASES = ("train", "train_eval", "valid", "test")
+
+
+class TestProblem:
+    """Base class of every test problem.
+
+    Args:
+        batch_size: mini-batch size (default: the problem's ``default_batch_size``).
+        weight_decay: L2 factor (default: the problem's ``default_weight_decay``);
+            ignored with a warning by problems without regularization.
+        data_dir: folder of the raw data files.
+        protocol: ``"1.2"`` (held-out validation split) or ``"1.1"`` (published setting).
+        random_seed: run seed of the data streams (order, train-eval, augmentation).
+        device: device of data and model (default: cuda if available, else cpu).
+        data_augmentation: use the published training augmentation.
+        eval_batch_size: batch size of evaluation passes (same results, fewer steps).
+        fake_data: use this many random examples of the real shape instead of files.
+    """
+
+    __test__ = False  # not a pytest test class, despite the name
+
+    #: Registry name, set by :func:`deepobs.register_problem`.
+    name: str = ""
+    #: Defaults carried by the problem (reference/deepobs.md §1.1).
+    default_batch_size: Optional[int] = None
+    default_num_epochs: Optional[int] = None
+    #: L2 factor; None means the problem has no regularization at all.
+    default_weight_decay: Optional[float] = None
+    #: Classification problems report accuracies; loss-only problems do not.
+    has_accuracy: bool = True
+    #: Short descriptions for ``deepobs-run --list -v``.
+    dataset_name: str = ""
+    model_name: str = ""
+    loss_name: str = ""
+
+    def __init__(self, batch_size: Optional[int] = None, weight_decay: Optional[float] = None, *,
+                 data_dir: Optional[str] = None, protocol: str = DEFAULT_PROTOCOL,
+                 random_seed: int = 42, device=None, data_augmentation: bool = True,
+                 eval_batch_size: Optional[int] = None, fake_data: Optional[int] = None):
+        if batch_size is None:
+            batch_size = self.default_batch_size
+        if batch_size is None or int(batch_size) < 1:
+            raise ConfigurationError(f"{self.name}: batch_size must be a positive integer, got {batch_size}")
+        self._batch_size = int(batch_size)
+        if weight_decay is not None and self.default_weight_decay is None:
+            warnings.warn(f"{self.name} has no regularization; weight_decay={weight_decay} is ignored",
+                          stacklevel=2)
+            weight_decay = None
+        if weight_decay is not None and float(weight_decay) < 0:
+            raise ConfigurationError(f"{self.name}: weight_decay must be >= 0, got {weight_decay}")
+        self._weight_decay = self.default_weight_decay if weight_decay is None else float(weight_decay)
+        self._data_dir = data_dir
+        self._protocol = check_protocol(protocol)
+        self._random_seed = int(random_seed)
+        self._device = torch.device(device or default_device())
+        self._data_augmentation = data_augmentation
+        self._eval_batch_size = eval_batch_size
+        self._fake_data = fake_data
+        self.data = None
+        self.net: Optional[nn.Module] = None
+        self.phase: Optional[str] = None
+        self._iterator = None
+        self._regularized_params: list = []
+
+    # ----------------------------------------------------------- to be defined
+    def _build_data(self, **dataset_kwargs):
+        """Return the problem's :class:`~deepobs.datasets.DataSet`."""
+        raise NotImplementedError
+
+    def _build_net(self) -> nn.Module:
+        """Return the model (built without touching the data)."""
+        raise NotImplementedError
+
+    def loss_function(self, outputs, targets) -> torch.Tensor:
+        """Per-example losses. Default: cross-entropy (classification problems)."""
+        return nn.functional.cross_entropy(outputs, targets, reduction="none")
+
+    def _compute(self, inputs, targets):
+        """Per-example losses and, for classification, per-example correctness."""
+        outputs = self.net(inputs)
+        losses = self.loss_function(outputs, targets)
+        correct = (outputs.argmax(dim=1) == targets) if self.has_accuracy else None
+        return losses, correct
+
+    def get_regularization_groups(self) -> dict:
+        """``{factor: [parameters]}`` of the L2 penalty; empty when unregularized."""
+        return {}
+
+    # ------------------------------------------------------------------ set-up
+    @property
+    def batch_size(self) -> int:
+        return self._batch_size
+
+    @property
+    def weight_decay(self) -> Optional[float]:
+        return self._weight_decay
+
+    @property
+    def protocol(self) -> str:
+        return self._protocol
+
+    @property
+    def device(self) -> torch.device:
+        return self._device
+
+    def dataset_kwargs(self) -> dict:
+        """The arguments every data set of this problem is built with."""
+        return dict(
+            protocol=self._protocol, data_augmentation=self._data_augmentation,
+            random_seed=self._random_seed, device=self._device, data_dir=self._data_dir,
+            eval_batch_size=self._eval_batch_size, fake_data=self._fake_data,
+        )
+
+    def set_up(self) -> "TestProblem":
+        """Load the data and build the model on the problem's device."""
+        self.data = self._build_data(**self.dataset_kwargs())
+        self.net = self._build_net().to(self._device)
+        self._regularized_params = [
+            (factor, params) for factor, params in self.get_regularization_groups().items()
+        ]
+        return self
+
+    def num_parameters(self) -> int:
+        """Trainable parameters of the model (builds a model if none is set up)."""
+        net = self.net if self.net is not None else self._build_net()
+        return sum(p.numel() for p in net.parameters() if p.requires_grad)
+
+    # ------------------------------------------------------------------ phases
+    def _start_phase(self, phase: str) -> None:
+        if self.data is None:
+            raise RuntimeError(f"{self.name}: call set_up() before using the problem")
+        self.phase = phase
+        self._iterator = iter(self.data.batches(phase))
+        self.net.train(phase == "train")
+
+    def train_init_op(self) -> None:
+        """Start a training pass (shuffled, augmented, model in training mode)."""
+        self._start_phase("train")
+
+    def train_eval_init_op(self) -> None:
+        """Start a pass over the train-eval subset (model in evaluation mode)."""
+        self._start_phase("train_eval")
+
+    def valid_init_op(self) -> None:
+        """Start a pass over the validation split (model in evaluation mode)."""
+        self._start_phase("valid")
+
+    def test_init_op(self) -> None:
+        """Start a pass over the test split (model in evaluation mode)."""
+        self._start_phase("test")
+
+    def _get_next_batch(self):
+        """Next batch of the current phase; raises StopIteration at the end of the pass."""
+        if self._iterator is None:
+            raise RuntimeError(f"{self.name}: call one of the *_init_op methods first")
+        return next(self._iterator)
+
+    # ------------------------------------------------------------------ losses
+    def get_regularization_loss(self) -> torch.Tensor:
+        """½ Σ_groups factor · Σ‖w‖² (TF's l2_regularizer), 0 without regularization."""
+        total = torch.zeros((), device=self._device)
+        for factor, params in self._regularized_params:
+            if factor:
+                total = total + 0.5 * factor * sum(p.pow(2).sum() for p in params)
+        return total
+
+    def get_batch_loss_and_accuracy_func(self, reduction: str = "mean",
+                                         add_regularization_if_available: bool = True):
+        """Draw the next batch and return a closure computing ``(loss, accuracy)`` on it.
+
+        The closure can be called several times on the same batch (line searches,
+        L-BFGS). Gradients are tracked in the training phase only. ``accuracy`` is a
+        0-dim tensor, or None for loss-only problems.
+        """
+        if reduction not in ("mean", "sum", "none"):
+            raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+        inputs, targets = self._get_next_batch()
+
+        def closure():
+            context = torch.enable_grad() if self.phase == "train" else torch.no_grad()
+            with context:
+                losses, correct = self._compute(inputs, targets)
+                if reduction == "mean":
+                    loss = losses.mean()
+                elif reduction == "sum":
+                    loss = losses.sum()
+                else:
+                    loss = losses
+                if add_regularization_if_available and self._regularized_params:
+                    loss = loss + self.get_regularization_loss()
+                accuracy = correct.float().mean() if correct is not None else None
+            return loss, accuracy
+
+        return closure
+
+    def get_batch_loss_and_accuracy(self, reduction: str = "mean",
+                                    add_regularization_if_available: bool = True):
+        """``(loss, accuracy)`` of the next batch of the current phase (DeepOBS API)."""
+        return self.get_batch_loss_and_accuracy_func(reduction, add_regularization_if_available)()
+
+    # --------------------------------------------------------------- evaluation
+    def _eval_batches(self, phase: str):
+        return self.data.eval_batches(phase)
+
+    def evaluate(self, phase: str):
+        """Loss (incl. L2) and accuracy over one evaluation pass of ``phase``.
+
+        Equal to DeepOBS's mean of per-batch means (drop-last batches of the training
+        batch size), computed under ``inference_mode`` with ``eval_batch_size``.
+        Returns ``(loss, accuracy)`` as floats; accuracy is None for loss-only problems.
+        """
+        if phase not in ("train_eval", "valid", "test"):
+            raise ValueError(f"unknown evaluation phase {phase!r}; allowed: train_eval, valid, test")
+        self.phase = phase
+        self.net.eval()
+        with torch.inference_mode():
+            loss_sum = torch.zeros((), dtype=torch.float64, device=self._device)
+            correct_sum = torch.zeros((), dtype=torch.float64, device=self._device)
+            count = 0
+            for inputs, targets in self._eval_batches(phase):
+                losses, correct = self._compute(inputs, targets)
+                loss_sum += losses.sum(dtype=torch.float64)
+                if correct is not None:
+                    correct_sum += correct.sum(dtype=torch.float64)
+                count += losses.shape[0]
+            if count == 0:
+                raise ValueError(f"{self.name}: the {phase} split has fewer examples than one batch")
+            loss = (loss_sum / count).item() + float(self.get_regularization_loss())
+        accuracy = (correct_sum / count).item() if self.has_accuracy else None
+        return loss, accuracy
+
+    # -------------------------------------------------------------- description
+    def describe(self) -> dict:
+        """One row of ``deepobs-run --list -v`` (builds the model, not the data)."""
+        return {
+            "problem": self.name,
+            "dataset": self.dataset_name,
+            "model": self.model_name,
+            "parameters": self.num_parameters(),
+            "loss": self.loss_name,
+            "batch_size": self.default_batch_size,
+            "num_epochs": self.default_num_epochs,
+            "weight_decay": self.default_weight_decay,
+        }
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, batch_size={self._batch_size})"

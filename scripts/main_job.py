@@ -1,0 +1,46 @@
+"""The main job of ``make run``: the published optimizers on quadratic_deep, end to end.
+
+Trains SGD, Momentum and Adam at their published tuned learning rates on
+``quadratic_deep`` (no download needed) with ``--protocol 1.1``, the setting of the
+published baselines, writes DeepOBS result files and compares the final test losses
+with the published ones (reference/deepobs.md §5).
+"""
+
+import argparse
+import time
+
+from deepobs.runners.optimizers import resolve_optimizer
+from deepobs.runners.runner import StandardRunner
+
+# (optimizer, tuned learning rate 10^(-5 + i/5), published final test loss mean ± std)
+PUBLISHED = [
+    ("sgd", 10 ** -1.8, 87.40, 0.16),
+    ("momentum", 10 ** -2.6, 87.05, 0.02),
+    ("adam", 10 ** -1.4, 87.11, 0.02),
+]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--output_dir", default="results")
+    parser.add_argument("-N", "--num_epochs", type=int, default=100)
+    parser.add_argument("-r", "--random_seed", type=int, default=42)
+    args = parser.parse_args()
+    rows = []
+    for key, lr, mean, std in PUBLISHED:
+        spec = resolve_optimizer(key)
+        runner = StandardRunner(spec.build, spec.hyperparameters, optimizer_name=spec.name)
+        started = time.perf_counter()
+        output = runner.run("quadratic_deep", {"lr": lr}, num_epochs=args.num_epochs,
+                            random_seed=args.random_seed, output_dir=args.output_dir,
+                            protocol="1.1", device="cpu", quiet=True)
+        rows.append((spec.name, lr, output["test_losses"][-1], mean, std, time.perf_counter() - started))
+    print(f"quadratic_deep, protocol 1.1, {args.num_epochs} epochs, seed {args.random_seed}")
+    print(f"{'optimizer':<10} {'lr':>10} {'final test loss':>16} {'published (10 seeds)':>22} {'time':>7}")
+    for name, lr, final, mean, std, seconds in rows:
+        print(f"{name:<10} {lr:>10.4g} {final:>16.3f} {f'{mean:.2f} ± {std:.2f}':>22} {seconds:>6.1f}s")
+    print(f"results in {args.output_dir}/quadratic_deep/")
+
+
+if __name__ == "__main__":
+    main()

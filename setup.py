@@ -1,0 +1,33 @@
+"""Installs the deepobs package; the version comes from the VERSION file."""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).resolve().parent
+VERSION = (HERE / "VERSION").read_text().strip()
+REQUIREMENTS = [
+    line.strip() for line in (HERE / "requirements.txt").read_text().splitlines()
+    if line.strip() and not line.startswith("#")
+]
+
+setup(
+    name="deepobs",
+    version=VERSION,
+    description="A deep-learning optimizer benchmark suite: DeepOBS, faithful and fast, in PyTorch",
+    long_description=(HERE / "README.md").read_text(),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.10",
+    packages=find_packages(include=["deepobs", "deepobs.*"]),
+    include_package_data=True,
+    install_requires=REQUIREMENTS,
+    extras_require={
+        "test": ["pytest>=7", "pytest-timeout>=2.1"],
+    },
+    entry_points={
+        "console_scripts": [
+            "deepobs-run=deepobs.runners.cli:main",
+        ],
+    },
+)
