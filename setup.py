@@ -23,11 +23,16 @@ setup(
     include_package_data=True,
     install_requires=REQUIREMENTS,
     extras_require={
-        "test": ["pytest>=7", "pytest-timeout>=2.1"],
+        # Sweeps: Bayesian search and SLURM.
+        "tune": ["optuna>=3", "submitit>=1.5"],
+        "test": ["pytest>=7", "pytest-timeout>=2.1", "hypothesis>=6", "optuna>=3", "submitit>=1.5"],
     },
     entry_points={
         "console_scripts": [
             "deepobs-run=deepobs.runners.cli:main",
+            "deepobs-prepare-data=deepobs.datasets.prepare:main",
+            "deepobs-plot=deepobs.analyzer.cli:main",
+            "deepobs-tune=deepobs.tuner.cli:main",
         ],
     },
 )
