@@ -24,7 +24,7 @@ RUNNER_FLAGS = {
     "random_seed", "data_dir", "output_dir", "weight_decay", "wd", "no_logs",
     "train_log_interval", "print_train_iter", "tb_log", "tb_log_dir", "skip_if_exists",
     "lr_sched_epochs", "lr_sched_factors", "protocol", "device", "quiet", "eval_batch_size",
-    "list", "verbose", "list_optimizers", "help",
+    "list", "verbose", "list_optimizers", "help", "fake_data",
 }
 
 
@@ -103,6 +103,8 @@ def build_run_parser(hyperparameter_names: dict, optimizer_flag: bool = True,
     parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     parser.add_argument("--eval_batch_size", type=int,
                         help="batch size of evaluation passes (same results, faster)")
+    parser.add_argument("--fake_data", type=int, metavar="N",
+                        help="train on N random examples of the real shape (tests, benchmarks)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar or log lines")
     if lr_schedule:
         parser.add_argument("--lr_sched_epochs", type=int, nargs="+",

@@ -87,13 +87,14 @@ class StandardRunner:
             tb_log_dir: Optional[str] = None, skip_if_exists: bool = False,
             protocol: Optional[str] = None, device: Optional[str] = None,
             quiet: Optional[bool] = None, eval_batch_size: Optional[int] = None,
-            **training_params) -> Optional[dict]:
+            fake_data: Optional[int] = None, **training_params) -> Optional[dict]:
         """Run one problem and return the output dict (None when skipped).
 
         As in DeepOBS, if ``testproblem`` or a required hyperparameter is missing, the
         missing arguments are read from the command line (``sys.argv``); otherwise
         arguments left as None take their defaults: the problem's batch size, epochs
         and weight decay, seed 42, ``./results``, train_log_interval 10, protocol 1.2.
+        ``fake_data=N`` trains on N random examples of the real shape (tests, benchmarks).
         """
         hyperparams = dict(hyperparams or {})
         missing = [name for name, spec in self._hyperparameter_names.items()
@@ -116,6 +117,7 @@ class StandardRunner:
             protocol = protocol or parsed.get("protocol")
             device = device or parsed.get("device")
             quiet = quiet if quiet is not None else parsed.get("quiet")
+            fake_data = fake_data or parsed.get("fake_data")
             for name in self.training_param_names():
                 if training_params.get(name) is None and parsed.get(name) is not None:
                     training_params[name] = parsed[name]
@@ -143,6 +145,8 @@ class StandardRunner:
         train_log_interval = _positive_int("train_log_interval", train_log_interval or 10)
         if eval_batch_size is not None:
             eval_batch_size = _positive_int("eval_batch_size", eval_batch_size)
+        if fake_data is not None:
+            fake_data = _positive_int("fake_data", fake_data)
         if weight_decay is not None and (not isinstance(weight_decay, (int, float)) or weight_decay < 0
                                          or not math.isfinite(weight_decay)):
             raise ConfigurationError(f"weight_decay must be a finite number >= 0, got {weight_decay!r}")
@@ -165,13 +169,15 @@ class StandardRunner:
 
         tproblem = self.create_testproblem(
             testproblem, batch_size, weight_decay, random_seed, data_dir=data_dir,
-            protocol=protocol, device=device or default_device(), eval_batch_size=eval_batch_size)
+            protocol=protocol, device=device or default_device(), eval_batch_size=eval_batch_size,
+            fake_data=fake_data)
         start = time.perf_counter()
         output = self.training(tproblem, hyperparams, num_epochs, bool(print_train_iter),
                                train_log_interval, bool(tb_log), tb_log_dir, **training_params)
         output = self._post_process_output(
             output, testproblem, batch_size, num_epochs, random_seed, weight_decay, hyperparams,
-            train_log_interval, protocol, tproblem, time.perf_counter() - start, **training_params)
+            train_log_interval, protocol, tproblem, time.perf_counter() - start, fake_data,
+            **training_params)
         if not no_logs:
             path = results.write_json_atomic(run_folder / results.run_file_name(random_seed), output)
             self._log(f"wrote {path}")
@@ -304,7 +310,7 @@ class StandardRunner:
     def _post_process_output(self, output: dict, testproblem: str, batch_size: int,
                              num_epochs: int, random_seed: int, weight_decay, hyperparams: dict,
                              train_log_interval: int, protocol: str, tproblem, wall_time: float,
-                             **training_params) -> dict:
+                             fake_data: Optional[int] = None, **training_params) -> dict:
         """Add DeepOBS's meta keys (v1.2 order) and our extras to the training output."""
         meta = {
             "testproblem": testproblem,
@@ -319,6 +325,7 @@ class StandardRunner:
         extras = {
             "train_log_interval": train_log_interval,
             "protocol": protocol,
+            "fake_data": fake_data,
             "optimizer_class": _qualified_name(self._optimizer_class),
             "device": _device_name(tproblem.device),
             "deepobs_version": __version__,
