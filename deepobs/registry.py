@@ -58,7 +58,7 @@ def list_problems(pattern: str = "*") -> list:
 
 def close_matches(name: str, choices) -> str:
     """'; did you mean: a, b?' for the choices close to ``name``, else ''."""
-    matches = difflib.get_close_matches(name, list(choices), n=3, cutoff=0.6)
+    matches = difflib.get_close_matches(name, list(dict.fromkeys(choices)), n=3, cutoff=0.6)
     return f"; did you mean: {', '.join(matches)}?" if matches else ""
 
 
