@@ -115,7 +115,8 @@ def build_run_parser(hyperparameter_names: dict, optimizer_flag: bool = True,
     return parser
 
 
-def _split_hyperparameters(namespace: dict) -> tuple[dict, dict]:
+def split_hyperparameters(namespace: dict) -> tuple[dict, dict]:
+    """Separate the optimizer's hyperparameters (``hp__`` destinations) from run flags."""
     hyperparams = {key[4:]: value for key, value in namespace.items() if key.startswith("hp__")}
     rest = {key: value for key, value in namespace.items() if not key.startswith("hp__")}
     for name, value in hyperparams.items():
@@ -171,7 +172,7 @@ def main(argv=None) -> int:
         if known.help or spec is None:
             parser.parse_args(argv)  # prints help, or the one-line error for --optimizer
         namespace = vars(parser.parse_args(argv))
-        hyperparams, args = _split_hyperparameters(namespace)
+        hyperparams, args = split_hyperparameters(namespace)
         return _run(spec, hyperparams, args)
     except ConfigurationError as error:
         print(f"deepobs-run: error: {error}", file=sys.stderr)

@@ -102,9 +102,8 @@ class StandardRunner:
         if testproblem is None or missing:
             parsed = self._parse_command_line(hyperparams)
             testproblem = testproblem or parsed.pop("testproblem")
-            for name, value in parsed.items():
-                if name in self._hyperparameter_names:
-                    hyperparams.setdefault(name, value)
+            for name, value in parsed.pop("hyperparams").items():
+                hyperparams.setdefault(name, value)
             batch_size = batch_size if batch_size is not None else parsed.get("batch_size")
             num_epochs = num_epochs if num_epochs is not None else parsed.get("num_epochs")
             random_seed = random_seed if random_seed is not None else parsed.get("random_seed")
@@ -184,12 +183,13 @@ class StandardRunner:
         return output
 
     def _parse_command_line(self, given_hyperparams: dict) -> dict:
-        from deepobs.runners.cli import build_run_parser
+        from deepobs.runners.cli import build_run_parser, split_hyperparameters
 
         parser = build_run_parser(self._hyperparameter_names, optimizer_flag=False,
                                   lr_schedule=bool(self.training_param_names()),
                                   given=given_hyperparams)
-        return vars(parser.parse_args())
+        hyperparams, parsed = split_hyperparameters(vars(parser.parse_args()))
+        return {**parsed, "hyperparams": hyperparams}
 
     # -------------------------------------------------------------- set-up
     @staticmethod

@@ -1,0 +1,75 @@
+"""Result files: float2str, setting folder names (against the published ones), atomic writes."""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from deepobs.runners import results
+
+
+@pytest.mark.parametrize("value, text", [
+    (0.01, "1.e-02"), (0.99, "9.9e-01"), (10 ** -4.8, "1.5848931925e-05"), (1.0, "1.e+00"),
+    (0.999, "9.99e-01"), (1e-8, "1.e-08"), (100.0, "1.e+02"), (0.0, "0.e+00"),
+])
+def test_float2str(value, text):
+    assert results.float2str(value) == text
+
+
+def test_setting_name_v12_sorts_hyperparameters_and_training_params():
+    name = results.setting_name(100, 128, {"momentum": 0.99, "lr": 0.01, "nesterov": False},
+                                weight_decay=0.002,
+                                training_params={"lr_sched_factors": [0.1], "lr_sched_epochs": [50]})
+    assert name == ("num_epochs__100__batch_size__128__weight_decay__2.e-03__lr__1.e-02__"
+                    "momentum__9.9e-01__nesterov__False__lr_sched_epochs__[50]__lr_sched_factors__[0.1]")
+    assert results.setting_name(10, 8, {"lr": 0.1}, protocol="1.1").endswith("__lr__1.e-01__protocol__1.1")
+
+
+def test_setting_name_v11_reproduces_every_published_folder(shared_data):
+    baselines = shared_data / "baselines"
+    files = sorted(baselines.glob("*/*/*/*.json"))
+    assert len(files) == 1080
+    for path in files:
+        run = json.loads(path.read_text())
+        assert run["testproblem"] == path.parts[-4] and run["optimizer"] == path.parts[-3]
+        name = results.setting_name_v11(
+            run["num_epochs"], run["batch_size"], run["learning_rate"], run["hyperparams"],
+            weight_decay=run["weight_decay"], lr_sched_epochs=run["lr_sched_epochs"],
+            lr_sched_factors=run["lr_sched_factors"])
+        assert name == path.parent.name
+        assert path.name.startswith(f"random_seed__{run['random_seed']}__")
+
+
+def test_run_file_name_format():
+    name = results.run_file_name(43, timestamp=0)
+    assert name.startswith("random_seed__43__") and name.endswith(".json")
+    stamp = name[len("random_seed__43__"):-len(".json")]
+    assert len(stamp.split("-")) == 6
+
+
+def test_atomic_write_keeps_the_previous_file_when_writing_fails(tmp_path, monkeypatch):
+    target = tmp_path / "run.json"
+    results.write_json_atomic(target, {"a": 1})
+
+    def failing_replace(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", failing_replace)
+    with pytest.raises(OSError):
+        results.write_json_atomic(target, {"a": 2})
+    assert json.loads(target.read_text()) == {"a": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["run.json"]  # no temporary left behind
+
+
+def test_non_finite_numbers_are_written_like_the_published_files(tmp_path):
+    path = results.write_json_atomic(tmp_path / "r.json", {"x": [float("nan"), float("inf")]})
+    assert "NaN" in path.read_text() and "Infinity" in path.read_text()
+
+
+def test_ensure_writable_rejects_a_path_under_a_file(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(results.ConfigurationError, match="not writable"):
+        results.ensure_writable(blocker / "out")
+    assert results.ensure_writable(tmp_path / "new" / "dir") == Path(tmp_path / "new" / "dir")
