@@ -1,0 +1,136 @@
+"""Whole-batch image preprocessing and augmentation with TensorFlow's semantics.
+
+Every function takes a batch (N, C, H, W) on any device and, when random, a
+``torch.Generator`` on that device: one draw per image, no per-sample Python.
+The colour distortions work on the 0-255 float scale, as DeepOBS's TF input
+pipelines do (reference/deepobs.md §2.3).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+#: DeepOBS's CIFAR/SVHN distortions (TF 1.x ``tf.image.random_*`` arguments).
+BRIGHTNESS_MAX_DELTA = 63.0 / 255.0
+SATURATION_RANGE = (0.5, 1.5)
+CONTRAST_RANGE = (0.2, 1.8)
+
+
+def _uniform(batch: int, low: float, high: float, like: torch.Tensor,
+             generator: torch.Generator) -> torch.Tensor:
+    """One uniform draw in [low, high) per image, shaped (N, 1, 1, 1) for broadcasting."""
+    draws = torch.rand(batch, generator=generator, device=like.device, dtype=torch.float32)
+    return (low + (high - low) * draws).view(batch, 1, 1, 1)
+
+
+def random_crop_and_flip(images: torch.Tensor, size: int, generator: torch.Generator, *,
+                         padding: int = 0, flip: bool = True) -> torch.Tensor:
+    """Zero-pad by ``padding``, take a random ``size``×``size`` crop, mirror half the images.
+
+    TF's ``resize_image_with_crop_or_pad`` + ``random_crop`` + ``random_flip_left_right``,
+    done as one gather per batch (works on uint8, so it runs before the float cast).
+    Offsets are uniform over every valid position.
+    """
+    batch, channels, height, width = images.shape
+    if padding:
+        images = torch.nn.functional.pad(images, (padding, padding, padding, padding))
+        height, width = height + 2 * padding, width + 2 * padding
+    device = images.device
+    top = torch.randint(0, height - size + 1, (batch,), generator=generator, device=device)
+    left = torch.randint(0, width - size + 1, (batch,), generator=generator, device=device)
+    steps = torch.arange(size, device=device)
+    rows = top[:, None] + steps                               # (N, size)
+    columns = steps.expand(batch, size)
+    if flip:
+        mirrored = torch.rand(batch, generator=generator, device=device) < 0.5
+        columns = torch.where(mirrored[:, None], size - 1 - steps, steps)
+    columns = left[:, None] + columns                         # (N, size)
+    batch_index = torch.arange(batch, device=device)[:, None, None, None]
+    channel_index = torch.arange(channels, device=device)[None, :, None, None]
+    return images[batch_index, channel_index, rows[:, None, :, None], columns[:, None, None, :]]
+
+
+def central_crop(images: torch.Tensor, size: int) -> torch.Tensor:
+    """The central ``size``×``size`` window of every image (TF's eval crop)."""
+    height, width = images.shape[-2:]
+    top, left = (height - size) // 2, (width - size) // 2
+    return images[..., top:top + size, left:left + size]
+
+
+def random_brightness(images: torch.Tensor, max_delta: float, generator: torch.Generator) -> torch.Tensor:
+    """Add one delta ~ U[-max_delta, max_delta) per image (``tf.image.random_brightness``)."""
+    return images + _uniform(images.shape[0], -max_delta, max_delta, images, generator)
+
+
+def adjust_saturation(images: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    """Scale the HSV saturation of RGB images by ``factor`` (N, 1, 1, 1), clipped to 1.
+
+    In HSV every channel is ``value - value·saturation·k(hue)``, so scaling the
+    saturation by ``r = min(s·factor, 1)/s`` with hue and value fixed moves each channel
+    away from (or towards) the per-pixel maximum by ``r``: the exact result of TF's
+    RGB→HSV→RGB round trip, without the round trip. Works on any value scale.
+    """
+    value = images.amax(dim=1, keepdim=True)
+    minimum = images.amin(dim=1, keepdim=True)
+    chroma = value - minimum
+    safe_value = torch.where(value > 0, value, torch.ones_like(value))
+    saturation = chroma / safe_value
+    new_saturation = (saturation * factor).clamp(0.0, 1.0)
+    safe_saturation = torch.where(saturation > 0, saturation, torch.ones_like(saturation))
+    ratio = torch.where(saturation > 0, new_saturation / safe_saturation, torch.ones_like(saturation))
+    return value - (value - images) * ratio
+
+
+def random_saturation(images: torch.Tensor, lower: float, upper: float,
+                      generator: torch.Generator) -> torch.Tensor:
+    """``tf.image.random_saturation``: one factor ~ U[lower, upper) per image."""
+    return adjust_saturation(images, _uniform(images.shape[0], lower, upper, images, generator))
+
+
+def random_contrast(images: torch.Tensor, lower: float, upper: float,
+                    generator: torch.Generator) -> torch.Tensor:
+    """``tf.image.random_contrast``: (x - channel mean)·factor + channel mean, per image."""
+    factor = _uniform(images.shape[0], lower, upper, images, generator)
+    mean = images.mean(dim=(2, 3), keepdim=True)
+    return (images - mean) * factor + mean
+
+
+def per_image_standardization(images: torch.Tensor) -> torch.Tensor:
+    """(x - mean) / max(std, 1/sqrt(N)) over all values of each image, as TF does."""
+    flat = images.flatten(1)
+    count = flat.shape[1]
+    mean = flat.mean(dim=1)
+    std = flat.var(dim=1, unbiased=False).sqrt()
+    adjusted = std.clamp_min(1.0 / math.sqrt(count))
+    return (images - mean.view(-1, 1, 1, 1)) / adjusted.view(-1, 1, 1, 1)
+
+
+def distort_colors(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """DeepOBS's brightness, saturation, contrast distortions in TF's order (0-255 scale)."""
+    images = random_brightness(images, BRIGHTNESS_MAX_DELTA, generator)
+    images = random_saturation(images, *SATURATION_RANGE, generator)
+    return random_contrast(images, *CONTRAST_RANGE, generator)
+
+
+def small_image_batch(images: torch.Tensor, train: bool, generator: torch.Generator, *,
+                      flip: bool) -> torch.Tensor:
+    """CIFAR/SVHN pipeline: uint8 (N, 3, 32, 32) to standardised float32 (N, 3, 32, 32).
+
+    Training: pad 2 + random 32 crop (+ flip), colour distortions, standardisation.
+    Evaluation: standardisation only (TF's central 32 crop of a 32 image is a no-op).
+    """
+    if train:
+        images = random_crop_and_flip(images, images.shape[-1], generator, padding=2, flip=flip)
+        images = distort_colors(images.float(), generator)
+    else:
+        images = images.float()
+    return per_image_standardization(images)
+
+
+__all__ = [
+    "random_crop_and_flip", "central_crop", "random_brightness", "adjust_saturation",
+    "random_saturation", "random_contrast", "per_image_standardization", "distort_colors",
+    "small_image_batch", "BRIGHTNESS_MAX_DELTA", "SATURATION_RANGE", "CONTRAST_RANGE",
+]

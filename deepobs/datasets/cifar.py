@@ -1,0 +1,147 @@
+"""CIFAR-10 and CIFAR-100 (fine labels) from the python pickle files, held as uint8."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from deepobs.datasets.augment import small_image_batch
+from deepobs.datasets.base import DataSet, Split
+from deepobs.datasets.files import dataset_dir, require_file, verify_file
+from deepobs.errors import DataError
+
+IMAGE_BYTES = 3 * 32 * 32
+
+
+def read_cifar_pickle(path, label_key: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """Images (N, 3, 32, 32) uint8 and labels (N,) int64 of one CIFAR python batch file.
+
+    The file is a pickled dict with ``b"data"`` (N, 3072) uint8, channel-major R, G, B
+    planes of 32×32, and the labels under ``label_key``.
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as stream:
+            batch = pickle.load(stream, encoding="bytes")
+        data = np.asarray(batch[b"data"], dtype=np.uint8)
+        labels = np.asarray(batch[label_key], dtype=np.int64)
+    except (EOFError, pickle.UnpicklingError, KeyError, TypeError, ValueError, AttributeError,
+            IndexError) as error:
+        raise DataError(f"corrupt or truncated data file {path}: not a CIFAR python batch "
+                        f"({type(error).__name__}: {error})") from None
+    if data.ndim != 2 or data.shape[1] != IMAGE_BYTES or labels.shape != data.shape[:1]:
+        raise DataError(f"corrupt data file {path}: data {data.shape} and labels {labels.shape} "
+                        f"(expected (N, {IMAGE_BYTES}) and (N,))")
+    return data.reshape(-1, 3, 32, 32), labels
+
+
+def read_cifar_binary(path, label_bytes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Images and (last-byte) labels of a CIFAR binary file (DeepOBS's TF layout).
+
+    Each record is ``label_bytes`` label bytes (CIFAR-100: coarse, fine) followed by
+    3,072 image bytes; the image starts after *all* label bytes (no byte shift).
+    """
+    path = Path(path)
+    raw = np.fromfile(path, dtype=np.uint8)
+    record = label_bytes + IMAGE_BYTES
+    if raw.size == 0 or raw.size % record:
+        raise DataError(f"corrupt or truncated data file {path}: {raw.size:,} bytes is not a "
+                        f"multiple of the {record}-byte CIFAR record")
+    records = raw.reshape(-1, record)
+    images = records[:, label_bytes:].reshape(-1, 3, 32, 32)
+    return images, records[:, label_bytes - 1].astype(np.int64)
+
+
+class CIFAR10(DataSet):
+    """CIFAR-10: 50,000 training and 10,000 test colour images of 32×32, 10 classes.
+
+    Batches are float32 (B, 3, 32, 32), per-image standardised. Training (and
+    train-eval) batches are augmented as DeepOBS's TF pipeline: pad 2 + random 32 crop,
+    random horizontal flip, brightness/saturation/contrast distortions.
+
+    Files: the python version, ``<data_dir>/cifar-10/{data_batch_1..5,test_batch}``
+    (what ``deepobs-prepare-data`` writes), torchvision's ``<data_dir>/cifar-10-batches-py/``,
+    or DeepOBS's TF binary files ``<data_dir>/cifar-10/*.bin``.
+
+    Args:
+        verify: check the official files' checksums (once per file version).
+    """
+
+    name = "cifar10"
+    folders = ("cifar-10", "cifar-10-batches-py")
+    train_files = tuple(f"data_batch_{k}" for k in range(1, 6))
+    test_files = ("test_batch",)
+    label_key = b"labels"
+    binary_label_bytes = 1
+    binary_train_files = tuple(f"data_batch_{k}.bin" for k in range(1, 6))
+    binary_test_files = ("test_batch.bin",)
+    input_shape = (3, 32, 32)
+    input_dtype = torch.uint8
+    num_classes = 10
+    train_eval_size = 10_000
+    valid_size = 10_000
+    #: SVHN keeps the crop and colour distortions but drops the flip.
+    random_flip = True
+
+    def __init__(self, batch_size, *, verify: bool = True, **kwargs):
+        self.verify = verify
+        super().__init__(batch_size, **kwargs)
+
+    def _folder(self) -> Path:
+        """The first candidate folder that holds the data (else the DeepOBS one)."""
+        candidates = [dataset_dir(self.data_dir, folder) for folder in self.folders]
+        for folder in candidates:
+            if (folder / self.test_files[0]).is_file() or (folder / self.binary_test_files[0]).is_file():
+                return folder
+        return candidates[0]
+
+    def _read_files(self, folder: Path, names, binary_names) -> Split:
+        if not (folder / names[0]).is_file() and (folder / binary_names[0]).is_file():
+            parts = [read_cifar_binary(require_file(folder / name, self.name, self.data_dir),
+                                       self.binary_label_bytes) for name in binary_names]
+        else:
+            parts = []
+            for name in names:
+                path = require_file(folder / name, self.name, self.data_dir)
+                if self.verify:
+                    verify_file(path, self.name, self.data_dir)
+                parts.append(read_cifar_pickle(path, self.label_key))
+        images = np.concatenate([images for images, _ in parts])
+        labels = np.concatenate([labels for _, labels in parts])
+        if labels.size and (labels.min() < 0 or labels.max() >= self.num_classes):
+            raise DataError(f"{self.name}: labels in {folder} outside 0..{self.num_classes - 1}")
+        return Split(torch.from_numpy(images), torch.from_numpy(labels))
+
+    def _load_raw(self) -> dict:
+        folder = self._folder()
+        return {
+            "train": self._read_files(folder, self.train_files, self.binary_train_files),
+            "test": self._read_files(folder, self.test_files, self.binary_test_files),
+        }
+
+    def transform_batch(self, inputs: torch.Tensor, train: bool) -> torch.Tensor:
+        return small_image_batch(inputs, train, self.augment_generator, flip=self.random_flip)
+
+
+class CIFAR100(CIFAR10):
+    """CIFAR-100 with its 100 fine labels; same images, format and pipeline as CIFAR-10.
+
+    Files: ``<data_dir>/cifar-100/{train,test}`` (python version), torchvision's
+    ``<data_dir>/cifar-100-python/``, or DeepOBS's TF ``<data_dir>/cifar-100/{train,test}.bin``.
+    """
+
+    name = "cifar100"
+    folders = ("cifar-100", "cifar-100-python")
+    train_files = ("train",)
+    test_files = ("test",)
+    label_key = b"fine_labels"
+    binary_label_bytes = 2
+    binary_train_files = ("train.bin",)
+    binary_test_files = ("test.bin",)
+    num_classes = 100
+
+
+__all__ = ["CIFAR10", "CIFAR100", "read_cifar_pickle", "read_cifar_binary"]
