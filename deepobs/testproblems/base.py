@@ -248,6 +248,20 @@ class TestProblem:
         accuracy = (correct_sum / count).item() if self.has_accuracy else None
         return loss, accuracy
 
+    # -------------------------------------------------------------- checkpoints
+    def state_dict(self) -> dict:
+        """Extra problem state a checkpoint must carry to resume a run exactly, e.g. an
+        LSTM's hidden state carried from batch to batch. Tensors and plain containers
+        only. The model, optimizer and data streams are saved by the runner; the base
+        problem has nothing else."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore what :meth:`state_dict` returned (called after the data stream of the
+        interrupted pass has been re-drawn)."""
+        if state:
+            raise ValueError(f"{self.name}: unexpected problem state {sorted(state)}")
+
     # -------------------------------------------------------------- description
     def describe(self) -> dict:
         """One row of ``deepobs-run --list -v`` (builds the model, not the data)."""
