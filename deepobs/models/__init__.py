@@ -2,8 +2,18 @@
 
 from deepobs.models.quadratic import NoisyQuadratic, deep_learning_hessian, haar_rotation
 from deepobs.models.two_d import NoisyTwoD, beale, branin, rosenbrock
+from deepobs.models.basic import MLP, LogisticRegression
+from deepobs.models.conv import AllCNNC, ThreeC3D, TwoC2D
+from deepobs.models.vgg import VGG, vgg16, vgg19
+from deepobs.models.wrn import WideResNet, wide_resnet
+from deepobs.models.inception import InceptionV3
+from deepobs.models.vae import VAE, vae_loss
+from deepobs.models.char_rnn import CharRNN
+from deepobs.models.resnet import ResNet, resnet18
 
 __all__ = [
     "NoisyQuadratic", "deep_learning_hessian", "haar_rotation",
     "NoisyTwoD", "beale", "branin", "rosenbrock",
+    "LogisticRegression", "MLP", "TwoC2D", "ThreeC3D", "AllCNNC", "VGG", "vgg16", "vgg19",
+    "WideResNet", "wide_resnet", "InceptionV3", "VAE", "vae_loss", "CharRNN", "ResNet", "resnet18",
 ]
