@@ -1,0 +1,209 @@
+"""Aggregate seeds into settings and rank settings as DeepOBS does (reference §4.1),
+selecting on validation (or training) metrics, never on the test set by default."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Optional
+
+import numpy as np
+import pandas as pd
+
+from deepobs.analyzer.loading import METRICS
+from deepobs.errors import ConfigurationError
+
+STATS = ("mean", "std", "median", "lower_quartile", "upper_quartile")
+MODES = ("final", "best", "most")
+#: Identity of one setting (a folder of seed runs).
+SETTING_KEYS = ["source", "problem", "optimizer", "setting"]
+
+
+def is_accuracy(metric: str) -> bool:
+    """Accuracies are maximised, losses minimised."""
+    return metric.endswith("accuracies")
+
+
+def curve_statistics(curves: np.ndarray) -> dict:
+    """Per-epoch mean, population std (ddof 0), median and quartiles of stacked curves."""
+    return {
+        "mean": curves.mean(axis=0),
+        "std": curves.std(axis=0),
+        "median": np.median(curves, axis=0),
+        "lower_quartile": np.percentile(curves, 25, axis=0),
+        "upper_quartile": np.percentile(curves, 75, axis=0),
+    }
+
+
+def aggregate_setting(runs: pd.DataFrame, include_diverged: bool = False) -> dict:
+    """Aggregate the seed runs of one setting.
+
+    Diverged runs are left out of the statistics unless ``include_diverged`` (they are
+    still counted in ``n_runs``/``n_diverged``, and their seeds are kept apart).
+    """
+    first = runs.iloc[0]
+    used = runs if include_diverged else runs[~runs["diverged"]]
+    row = {key: first[key] for key in SETTING_KEYS}
+    row.update({
+        "protocol": first["protocol"], "num_epochs": int(first["num_epochs"]),
+        "batch_size": int(first["batch_size"]), "weight_decay": first["weight_decay"],
+        "hyperparams": first["hyperparams"], "training_params": first["training_params"],
+        "lr": first["lr"], "seeds": sorted(int(s) for s in used["seed"]),
+        "diverged_seeds": sorted(int(s) for s in runs.loc[runs["diverged"], "seed"]),
+        "n_runs": len(runs), "n_diverged": int(runs["diverged"].sum()), "n_used": len(used),
+        "paths": list(runs["path"]),
+    })
+    curves, finals, best, seed_curves = {}, {}, {}, {}
+    for metric in METRICS:
+        arrays = [c for c in used[metric] if isinstance(c, np.ndarray)]
+        present = any(isinstance(c, np.ndarray) for c in runs[metric])
+        if not present:
+            continue
+        if arrays:
+            stacked = np.vstack(arrays)
+            seed_curves[metric] = stacked
+            curves[metric] = curve_statistics(stacked)
+            finals[metric] = stacked[:, -1]
+            best[metric] = best_of_curve(curves[metric]["mean"], metric)
+        else:
+            curves[metric] = None
+            finals[metric] = np.array([])
+            best[metric] = np.nan
+    row.update({"curves": curves, "finals": finals, "best": best, "seed_curves": seed_curves,
+                "seed_train_times": list(used["train_times"]) if "train_times" in used else None,
+                "stored_speeds": None})
+    return row
+
+
+def best_of_curve(curve: np.ndarray, metric: str) -> float:
+    """The best value of a curve (max for accuracies, min for losses), NaN-safe."""
+    finite = curve[np.isfinite(curve)]
+    if finite.size == 0:
+        return np.nan
+    return float(finite.max() if is_accuracy(metric) else finite.min())
+
+
+def aggregate(runs: pd.DataFrame, include_diverged: bool = False) -> pd.DataFrame:
+    """One row per setting (source, problem, optimizer, setting folder).
+
+    Columns: the setting's identity and hyperparameters, ``seeds``, ``n_runs``,
+    ``n_diverged``, ``n_used``, and per metric: ``curves[metric]`` (dict of per-epoch
+    arrays for :data:`STATS`), ``finals[metric]`` (last-epoch value per used seed)
+    and ``best[metric]`` (best value of the mean curve), ``seed_curves[metric]``
+    (used seeds x epochs), ``seed_train_times`` (per used seed).
+    """
+    if runs.empty:
+        return pd.DataFrame(columns=SETTING_KEYS)
+    rows = [aggregate_setting(group, include_diverged)
+            for _, group in runs.groupby(SETTING_KEYS, sort=True)]
+    return pd.DataFrame(rows)
+
+
+def final_mean(row, metric: str) -> float:
+    """Mean over seeds of the last-epoch value (NaN when the metric or all seeds are missing)."""
+    values = row["finals"].get(metric)
+    if values is None or len(values) == 0:
+        return np.nan
+    return float(np.mean(values))
+
+
+def final_std(row, metric: str) -> float:
+    """Population std over seeds of the last-epoch value."""
+    values = row["finals"].get(metric)
+    if values is None or len(values) == 0:
+        return np.nan
+    return float(np.std(values))
+
+
+def fallback_chain(metric: str) -> list:
+    """Metrics to try, in order, when ``metric`` is absent (reference §4.1 with the test
+    set replaced by the training set, so that selection never looks at the test set)."""
+    if metric.startswith("test_"):
+        return [metric]
+    if is_accuracy(metric):
+        return [metric, "valid_losses", "train_accuracies", "train_losses"] if metric == "valid_accuracies" \
+            else [metric, "train_losses"]
+    return [metric, "train_losses"] if metric == "valid_losses" else [metric]
+
+
+def resolve_metric(settings: pd.DataFrame, metric: str, allow_test: bool = False) -> tuple:
+    """The metric actually used for ranking these settings, and a note when it fell back.
+
+    Raises ConfigurationError for a test metric unless ``allow_test`` (the v1.1 rule,
+    kept only to reproduce the published baselines' selection).
+    """
+    if metric not in METRICS:
+        raise ConfigurationError(f"unknown metric {metric!r}; allowed: {', '.join(METRICS)}")
+    if metric.startswith("test_") and not allow_test:
+        raise ConfigurationError(
+            f"refusing to select settings on the test set ({metric}); use a valid_* or train_* "
+            "metric, or allow_test=True to reproduce the v1.1 rule")
+    for candidate in fallback_chain(metric):
+        if any(candidate in finals for finals in settings["finals"]):
+            note = "" if candidate == metric else f"{metric} not available, ranked on {candidate}"
+            return candidate, note
+    raise ConfigurationError(f"none of {', '.join(fallback_chain(metric))} is in these results")
+
+
+def rank_settings(settings: pd.DataFrame, mode: str = "final", metric: str = "valid_accuracies",
+                  allow_test: bool = False) -> pd.DataFrame:
+    """Rank the settings of one (source, problem, optimizer), best first.
+
+    Modes as DeepOBS: ``final`` = mean last-epoch value, ``best`` = best value of the
+    mean curve, ``most`` = most seed runs (ties, e.g. all equal, broken by ``final``).
+    Adds ``score`` and ``rank`` columns; ``attrs`` holds ``metric`` and ``note`` (the
+    fallback that was taken, if any).
+    """
+    if mode not in MODES:
+        raise ConfigurationError(f"unknown mode {mode!r}; allowed: {', '.join(MODES)}")
+    used, note = resolve_metric(settings, metric, allow_test)
+    if note:
+        warnings.warn(note, stacklevel=2)
+    ranked = settings.copy()
+    if mode == "best":
+        ranked["score"] = [row["best"].get(used, np.nan) for _, row in ranked.iterrows()]
+    else:
+        ranked["score"] = [final_mean(row, used) for _, row in ranked.iterrows()]
+    # Sort so that better scores come first; NaN (all seeds diverged) always last.
+    sign = -1.0 if is_accuracy(used) else 1.0
+    order_score = (sign * ranked["score"]).fillna(np.inf)
+    keys = pd.DataFrame({"score": order_score, "runs": -ranked["n_runs"]})
+    by = ["runs", "score"] if mode == "most" else ["score"]
+    if mode == "most":
+        top = (ranked["n_runs"] == ranked["n_runs"].max()).sum()
+        if top == 1:
+            note = ""  # the run count alone decided; the metric was not needed
+        elif top == len(ranked) and len(ranked) > 1:
+            note = (note + "; " if note else "") + "all settings have the same number of runs, ranked by final"
+    ranked = ranked.loc[keys.sort_values(by, kind="stable").index].reset_index(drop=True)
+    ranked["rank"] = np.arange(1, len(ranked) + 1)
+    ranked.attrs.update(metric=used, note=note, mode=mode)
+    return ranked
+
+
+def select_best(settings: pd.DataFrame, mode: str = "final", metric: str = "valid_accuracies",
+                allow_test: bool = False) -> pd.DataFrame:
+    """The rank-1 setting of every (source, problem, optimizer), with ``metric_used`` and
+    ``selection_note`` columns saying how it was chosen."""
+    chosen = []
+    for _, group in settings.groupby(["source", "problem", "optimizer"], sort=True):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ranked = rank_settings(group, mode, metric, allow_test)
+        best = ranked.iloc[0].copy()
+        best["metric_used"] = ranked.attrs["metric"]
+        best["selection_note"] = ranked.attrs["note"]
+        chosen.append(best)
+    if not chosen:
+        return settings.iloc[0:0]
+    return pd.DataFrame(chosen).reset_index(drop=True)
+
+
+def performance_metric(row) -> str:
+    """DeepOBS's headline metric: test accuracy where the problem has one, else test loss."""
+    return "test_accuracies" if "test_accuracies" in row["finals"] else "test_losses"
+
+
+def optional_note(notes) -> Optional[str]:
+    """Join the non-empty notes, or None."""
+    notes = sorted({n for n in notes if n})
+    return "; ".join(notes) or None
