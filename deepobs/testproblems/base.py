@@ -105,6 +105,14 @@ class TestProblem:
         """``{factor: [parameters]}`` of the L2 penalty; empty when unregularized."""
         return {}
 
+    def extra_metrics(self, phase: str, loss: float, accuracy: Optional[float]) -> dict:
+        """Further per-epoch metrics of an evaluation pass, ``{name: float}``.
+
+        The runner stores each as a per-epoch list ``<train|valid|test>_<name>`` in the
+        results (e.g. ``test_perplexities``). Default: none.
+        """
+        return {}
+
     # ------------------------------------------------------------------ set-up
     @property
     def batch_size(self) -> int:
