@@ -10,10 +10,13 @@ from deepobs.models.inception import InceptionV3
 from deepobs.models.vae import VAE, vae_loss
 from deepobs.models.char_rnn import CharRNN
 from deepobs.models.resnet import ResNet, resnet18
+from deepobs.models.bk_core import BKCore, resolvent_diagonal
+from deepobs.models.resnet_bk import ResNetBK, ResNetBKConfig, resnet_bk
 
 __all__ = [
     "NoisyQuadratic", "deep_learning_hessian", "haar_rotation",
     "NoisyTwoD", "beale", "branin", "rosenbrock",
     "LogisticRegression", "MLP", "TwoC2D", "ThreeC3D", "AllCNNC", "VGG", "vgg16", "vgg19",
     "WideResNet", "wide_resnet", "InceptionV3", "VAE", "vae_loss", "CharRNN", "ResNet", "resnet18",
+    "BKCore", "resolvent_diagonal", "ResNetBK", "ResNetBKConfig", "resnet_bk",
 ]
