@@ -5,6 +5,11 @@ Example::
     deepobs-run quadratic_deep --optimizer sgd --lr 0.01584893 --protocol 1.1 -N 100
 
 Bad input ends in one line on stderr and exit status 2, before anything is written.
+
+Exit statuses: 0 done (or skipped), 1 failed (e.g. disk full; earlier files intact),
+2 bad input, 3 another process runs the same setting and seed, 75 interrupted by
+SIGTERM/SIGINT after writing a checkpoint (resumable: run again with ``--resume``),
+130 interrupted without a checkpoint. See :mod:`deepobs.runners.checkpoint`.
 """
 
 from __future__ import annotations
@@ -16,6 +21,9 @@ from typing import Optional
 from deepobs.config import PROTOCOLS
 from deepobs.errors import ConfigurationError
 from deepobs.registry import close_matches
+from deepobs.runners.checkpoint import (EXIT_BAD_INPUT, EXIT_FAILED, EXIT_LOCKED, EXIT_NOT_RESUMABLE,
+                                        RunInterrupted)
+from deepobs.runners.locking import RunLockedError
 
 #: Runner flags; an optimizer hyperparameter with one of these names gets the
 #: prefix ``optimizer_`` on the command line (e.g. AdamW's --optimizer_weight_decay).
@@ -24,7 +32,8 @@ RUNNER_FLAGS = {
     "random_seed", "data_dir", "output_dir", "weight_decay", "wd", "no_logs",
     "train_log_interval", "print_train_iter", "tb_log", "tb_log_dir", "skip_if_exists",
     "lr_sched_epochs", "lr_sched_factors", "protocol", "device", "quiet", "eval_batch_size",
-    "list", "verbose", "list_optimizers", "help", "fake_data",
+    "list", "verbose", "list_optimizers", "help", "fake_data", "resume", "overwrite",
+    "keep_checkpoints", "checkpoint_every",
 }
 
 
@@ -106,6 +115,16 @@ def build_run_parser(hyperparameter_names: dict, optimizer_flag: bool = True,
     parser.add_argument("--fake_data", type=int, metavar="N",
                         help="train on N random examples of the real shape (tests, benchmarks)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar or log lines")
+    faults = parser.add_argument_group("interruption and resumption")
+    faults.add_argument("--resume", action="store_true",
+                        help="continue an interrupted run from its checkpoint")
+    faults.add_argument("--overwrite", action="store_true",
+                        help="start again even if a checkpoint or a result of this seed exists; "
+                             "the old result is replaced once the new one is written")
+    faults.add_argument("--keep_checkpoints", action="store_true",
+                        help="keep the checkpoint after the run has finished")
+    faults.add_argument("--checkpoint_every", type=int, default=0, metavar="K",
+                        help="also checkpoint every K training steps (default 0: after every epoch only)")
     if lr_schedule:
         parser.add_argument("--lr_sched_epochs", type=int, nargs="+",
                             help="epochs at which the learning rate changes")
@@ -176,10 +195,21 @@ def main(argv=None) -> int:
         return _run(spec, hyperparams, args)
     except ConfigurationError as error:
         print(f"deepobs-run: error: {error}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
+    except RunLockedError as error:
+        print(f"deepobs-run: error: {error}", file=sys.stderr)
+        return EXIT_LOCKED
+    except RunInterrupted as interruption:
+        print(f"deepobs-run: {interruption}", file=sys.stderr)
+        return interruption.exit_status
     except KeyboardInterrupt:
         print("deepobs-run: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_NOT_RESUMABLE
+    except OSError as error:  # disk full, folder removed or made read-only during the run
+        where = f" ({error.filename})" if getattr(error, "filename", None) else ""
+        print(f"deepobs-run: error: could not write{where}: {error.strerror or error}; files written "
+              "before are intact (the last checkpoint too: rerun with --resume)", file=sys.stderr)
+        return EXIT_FAILED
 
 
 def _run(spec, hyperparams: dict, args: dict) -> int:

@@ -24,11 +24,15 @@ needs something special in a step (a closure, a second backward), or
 
 from __future__ import annotations
 
+import contextlib
 import math
 import platform
 import random
+import signal
 import sys
+import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -38,7 +42,8 @@ import torch
 from deepobs.config import DEFAULT_PROTOCOL, check_protocol, default_device
 from deepobs.errors import ConfigurationError
 from deepobs.registry import get_problem_class
-from deepobs.runners import results
+from deepobs.runners import checkpoint, results
+from deepobs.runners.locking import RunLock, lock_path
 from deepobs.runners.optimizers import build_optimizer
 from deepobs.version import __version__
 
@@ -50,6 +55,12 @@ def seed_everything(random_seed: int) -> None:
     torch.manual_seed(random_seed)
     torch.backends.cudnn.deterministic = True
     torch.backends.cudnn.benchmark = False
+
+
+#: Largest run seed: NumPy's global generator takes seeds below 2**32.
+MAX_SEED = 2 ** 32 - 1
+#: Largest ``fake_data`` size (ImageNet's training set is 1.28 million images).
+MAX_FAKE_DATA = 10_000_000
 
 
 def _positive_int(name: str, value, minimum: int = 1) -> int:
@@ -87,7 +98,9 @@ class StandardRunner:
             tb_log_dir: Optional[str] = None, skip_if_exists: bool = False,
             protocol: Optional[str] = None, device: Optional[str] = None,
             quiet: Optional[bool] = None, eval_batch_size: Optional[int] = None,
-            fake_data: Optional[int] = None, **training_params) -> Optional[dict]:
+            fake_data: Optional[int] = None, resume: Optional[bool] = None,
+            overwrite: Optional[bool] = None, keep_checkpoints: Optional[bool] = None,
+            checkpoint_every: Optional[int] = None, **training_params) -> Optional[dict]:
         """Run one problem and return the output dict (None when skipped).
 
         As in DeepOBS, if ``testproblem`` or a required hyperparameter is missing, the
@@ -95,6 +108,15 @@ class StandardRunner:
         arguments left as None take their defaults: the problem's batch size, epochs
         and weight decay, seed 42, ``./results``, train_log_interval 10, protocol 1.2.
         ``fake_data=N`` trains on N random examples of the real shape (tests, benchmarks).
+
+        Fault tolerance (see :mod:`deepobs.runners.checkpoint`): unless ``no_logs``, the
+        run holds a lock file, saves a checkpoint next to its result after every epoch
+        (and every ``checkpoint_every`` steps), and removes it once the result is written
+        (unless ``keep_checkpoints``). ``resume`` continues from an existing checkpoint;
+        without it an existing checkpoint is refused, and so is an existing result,
+        unless ``overwrite`` (start again, replace the result) or ``skip_if_exists``.
+        SIGTERM and SIGINT stop the run after the current step with a checkpoint and
+        raise :class:`~deepobs.runners.checkpoint.RunInterrupted`.
         """
         hyperparams = dict(hyperparams or {})
         missing = [name for name, spec in self._hyperparameter_names.items()
@@ -117,6 +139,10 @@ class StandardRunner:
             device = device or parsed.get("device")
             quiet = quiet if quiet is not None else parsed.get("quiet")
             fake_data = fake_data or parsed.get("fake_data")
+            resume = resume if resume is not None else parsed.get("resume")
+            overwrite = overwrite if overwrite is not None else parsed.get("overwrite")
+            keep_checkpoints = keep_checkpoints if keep_checkpoints is not None else parsed.get("keep_checkpoints")
+            checkpoint_every = checkpoint_every if checkpoint_every is not None else parsed.get("checkpoint_every")
             for name in self.training_param_names():
                 if training_params.get(name) is None and parsed.get(name) is not None:
                     training_params[name] = parsed[name]
@@ -141,11 +167,22 @@ class StandardRunner:
         batch_size = _positive_int("batch_size", batch_size)
         num_epochs = _positive_int("num_epochs", num_epochs, minimum=0)
         random_seed = _positive_int("random_seed", 42 if random_seed is None else random_seed, minimum=0)
-        train_log_interval = _positive_int("train_log_interval", train_log_interval or 10)
+        if random_seed > MAX_SEED:
+            raise ConfigurationError(f"random_seed must be at most {MAX_SEED} (NumPy's limit), got {random_seed}")
+        train_log_interval = _positive_int("train_log_interval", 10 if train_log_interval is None
+                                           else train_log_interval)
+        checkpoint_every = _positive_int("checkpoint_every", checkpoint_every or 0, minimum=0)
         if eval_batch_size is not None:
             eval_batch_size = _positive_int("eval_batch_size", eval_batch_size)
         if fake_data is not None:
             fake_data = _positive_int("fake_data", fake_data)
+            if fake_data > MAX_FAKE_DATA:
+                raise ConfigurationError(f"fake_data must be at most {MAX_FAKE_DATA:,}, got {fake_data}")
+        _check_hyperparameter_values(hyperparams)
+        _check_name("optimizer_name", self._optimizer_name)
+        for name, path in (("output_dir", output_dir), ("data_dir", data_dir), ("tb_log_dir", tb_log_dir)):
+            _check_path(name, path)
+        device = _check_device(device or default_device())
         if weight_decay is not None and (not isinstance(weight_decay, (int, float)) or weight_decay < 0
                                          or not math.isfinite(weight_decay)):
             raise ConfigurationError(f"weight_decay must be a finite number >= 0, got {weight_decay!r}")
@@ -165,22 +202,66 @@ class StandardRunner:
             results.ensure_writable(run_folder)
         # Reject bad hyperparameter values before any data is loaded.
         build_optimizer(self._optimizer_class, [torch.zeros(1, requires_grad=True)], hyperparams)
+        config = checkpoint.run_config(
+            testproblem, batch_size, num_epochs, effective_wd, self._optimizer_name,
+            _qualified_name(self._optimizer_class), hyperparams, training_params, protocol, fake_data)
 
-        tproblem = self.create_testproblem(
-            testproblem, batch_size, weight_decay, random_seed, data_dir=data_dir,
-            protocol=protocol, device=device or default_device(), eval_batch_size=eval_batch_size,
-            fake_data=fake_data)
-        start = time.perf_counter()
-        output = self.training(tproblem, hyperparams, num_epochs, bool(print_train_iter),
-                               train_log_interval, bool(tb_log), tb_log_dir, **training_params)
-        output = self._post_process_output(
-            output, testproblem, batch_size, num_epochs, random_seed, weight_decay, hyperparams,
-            train_log_interval, protocol, tproblem, time.perf_counter() - start, fake_data,
-            **training_params)
-        if not no_logs:
-            path = results.write_json_atomic(run_folder / results.run_file_name(random_seed), output)
-            self._log(f"wrote {path}")
-        return output
+        lock = None if no_logs else RunLock(lock_path(run_folder, random_seed)).acquire()
+        try:
+            checkpointer, resume_state = None, None
+            if not no_logs:
+                existing = results.find_run(run_folder, random_seed)
+                if existing is not None and not overwrite:
+                    if not keep_checkpoints:  # left by a finished run killed before cleaning up
+                        checkpoint.checkpoint_path(run_folder, random_seed).unlink(missing_ok=True)
+                    if skip_if_exists:
+                        self._log(f"skipping {run_folder}: a result for seed {random_seed} exists")
+                        return None
+                    raise checkpoint.ResultExistsError(
+                        f"a result of this setting and seed exists: {str(existing)!r}; use --overwrite "
+                        "to replace it or --skip_if_exists to skip the run")
+                checkpoint.remove_stale_temporaries(run_folder, random_seed)
+                checkpointer = checkpoint.Checkpointer(
+                    checkpoint.checkpoint_path(run_folder, random_seed), config, checkpoint_every, bool(resume))
+                resume_state = checkpointer.load_existing(overwrite=bool(overwrite))
+
+            tproblem = self.create_testproblem(
+                testproblem, batch_size, weight_decay, random_seed, data_dir=data_dir,
+                protocol=protocol, device=device, eval_batch_size=eval_batch_size,
+                fake_data=fake_data)
+            _check_batch_counts(tproblem)
+            self._checkpointer, self._resume_state = checkpointer, resume_state
+            self._run_started = time.perf_counter()
+            self._wall_time_before = resume_state["wall_time"] if resume_state else 0.0
+            if resume_state:
+                self._log(f"resuming from {checkpointer.path} at epoch {resume_state['epoch']}, "
+                          f"step {resume_state['step']}")
+            with self._graceful_signals():
+                output = self.training(tproblem, hyperparams, num_epochs, bool(print_train_iter),
+                                       train_log_interval, bool(tb_log), tb_log_dir, **training_params)
+            wall_time = self._wall_time_before + time.perf_counter() - self._run_started
+            output = self._post_process_output(
+                output, testproblem, batch_size, num_epochs, random_seed, weight_decay, hyperparams,
+                train_log_interval, protocol, tproblem, wall_time, fake_data,
+                **training_params)
+            output["config_hash"] = checkpoint.config_hash(config)
+            output["git_commit"] = checkpoint.git_commit()
+            output["resumed_at"] = list(resume_state["resumed_at"]) + [
+                {"epoch": resume_state["epoch"], "step": resume_state["step"]}] if resume_state else []
+            if not no_logs:
+                path = results.write_json_atomic(run_folder / results.run_file_name(random_seed), output)
+                self._log(f"wrote {path}")
+                if overwrite:
+                    for old in run_folder.glob(f"random_seed__{random_seed}__*.json"):
+                        if old != path:
+                            old.unlink(missing_ok=True)
+                if not keep_checkpoints:
+                    checkpointer.remove()
+            return output
+        finally:
+            self._checkpointer, self._resume_state = None, None
+            if lock is not None:
+                lock.release()
 
     def _parse_command_line(self, given_hyperparams: dict) -> dict:
         from deepobs.runners.cli import build_run_parser, split_hyperparameters
@@ -221,30 +302,50 @@ class StandardRunner:
     def training(self, tproblem, hyperparams: dict, num_epochs: int, print_train_iter: bool,
                  train_log_interval: int, tb_log: bool, tb_log_dir: Optional[str],
                  **training_params) -> dict:
-        """The training loop (DeepOBS signature). Returns the per-epoch output lists."""
+        """The training loop (DeepOBS signature). Returns the per-epoch output lists.
+
+        Within :meth:`run` it resumes from the checkpoint :meth:`run` found, saves one
+        after every evaluation (and every ``checkpoint_every`` steps), and stops with a
+        checkpoint on SIGTERM/SIGINT.
+        """
         optimizer = build_optimizer(self._optimizer_class, tproblem.net.parameters(), hyperparams)
         scheduler = self.make_scheduler(optimizer, **training_params)
         log = TrainingLog(tproblem)
         writer = _tensorboard_writer(tb_log, tb_log_dir)
-        for epoch in range(num_epochs + 1):
-            self.evaluate_all(epoch, num_epochs, tproblem, log)
+        progress = _Progress(tproblem, optimizer, scheduler, log)
+        resume_state = getattr(self, "_resume_state", None)
+        if resume_state is not None:
+            progress.resume_from(resume_state)
+        self._progress = progress
+        try:
+            while True:
+                epoch = progress.epoch
+                if not progress.evaluated:
+                    self.evaluate_all(epoch, num_epochs, tproblem, log)
+                    progress.evaluated = True
+                    if writer is not None:
+                        log.write_tensorboard(writer, epoch)
+                if epoch == num_epochs:
+                    break
+                if progress.step == 0 and progress.pending is None:
+                    self._save_checkpoint()
+                self._stop_if_signalled()
+                progress.epoch_started = time.perf_counter()
+                diverged_step = self.train_epoch(tproblem, optimizer, log, epoch, num_epochs,
+                                                 train_log_interval, print_train_iter)
+                log.train_times.append(progress.epoch_train_time())
+                if scheduler is not None:
+                    scheduler.step()
+                progress.next_epoch()
+                if diverged_step is not None:
+                    log.mark_diverged(epoch + 1, diverged_step, num_epochs)
+                    self._log(f"diverged in epoch {epoch + 1}, step {diverged_step}: the "
+                              f"{log.divergence_reason} are not finite; run stopped")
+                    break
+        finally:
+            self._progress = None
             if writer is not None:
-                log.write_tensorboard(writer, epoch)
-            if epoch == num_epochs:
-                break
-            started = time.perf_counter()
-            diverged_step = self.train_epoch(tproblem, optimizer, log, epoch, num_epochs,
-                                             train_log_interval, print_train_iter)
-            log.train_times.append(time.perf_counter() - started)
-            if scheduler is not None:
-                scheduler.step()
-            if diverged_step is not None:
-                log.mark_diverged(epoch + 1, diverged_step, num_epochs)
-                self._log(f"diverged in epoch {epoch + 1}, step {diverged_step}: "
-                          "the loss is not finite; run stopped")
-                break
-        if writer is not None:
-            writer.close()
+                writer.close()
         return log.output()
 
     def training_step(self, tproblem, optimizer) -> torch.Tensor:
@@ -257,14 +358,19 @@ class StandardRunner:
 
     def train_epoch(self, tproblem, optimizer, log: "TrainingLog", epoch: int, num_epochs: int,
                     train_log_interval: int, print_train_iter: bool) -> Optional[int]:
-        """One pass over the training data. Returns the step at which the loss became
-        non-finite, or None."""
-        tproblem.train_init_op()
+        """One pass over the training data. Returns the step at which the loss (or a
+        parameter, or a gradient) became non-finite, or None; ``log.divergence_reason``
+        says which."""
+        state = getattr(self, "_progress", None)
+        step = state.start_pass() if state is not None else 0
+        if state is None:
+            tproblem.train_init_op()
         steps = tproblem.data.num_batches("train")
         # Checking finiteness costs a device sync; on a GPU do it at the log steps only.
         check_every = 1 if tproblem.device.type == "cpu" else train_log_interval
-        progress = _progress_bar(steps, f"epoch {epoch + 1}/{num_epochs}", self._quiet)
-        step = 0
+        every_steps = self._checkpointer.every_steps if getattr(self, "_checkpointer", None) else 0
+        progress = _progress_bar(steps, f"epoch {epoch + 1}/{num_epochs}", self._quiet, initial=step)
+        loss = None
         while True:
             try:
                 loss = self.training_step(tproblem, optimizer)
@@ -276,17 +382,75 @@ class StandardRunner:
                 if print_train_iter:
                     self._log(f"epoch {epoch + 1}, step {step}: minibatch train loss {value:.5f}")
                 if not math.isfinite(value):
-                    return step
+                    return log.diverge("loss", step)
             elif step % check_every == 0 and not torch.isfinite(loss):
-                return step
+                return log.diverge("loss", step)
+            if step % train_log_interval == 0:
+                reason = non_finite_state(tproblem.net)
+                if reason is not None:
+                    return log.diverge(reason, step)
             step += 1
             if progress is not None:
                 progress.update()
+            if state is not None:
+                state.step = step
+                if every_steps and step % every_steps == 0 and step < steps:
+                    self._save_checkpoint()
+                self._stop_if_signalled()
         if progress is not None:
             progress.close()
-        if step and not torch.isfinite(loss):
-            return step - 1
+        if loss is not None and step and not torch.isfinite(loss):
+            return log.diverge("loss", step - 1)
+        reason = non_finite_state(tproblem.net)
+        if reason is not None and step:
+            return log.diverge(reason, step - 1)
         return None
+
+    # ------------------------------------------------------- fault tolerance
+    def _save_checkpoint(self) -> Optional[Path]:
+        """Write the checkpoint of the run in progress (nothing without a checkpointer)."""
+        checkpointer = getattr(self, "_checkpointer", None)
+        state = getattr(self, "_progress", None)
+        if checkpointer is None or state is None:
+            return None
+        wall_time = self._wall_time_before + time.perf_counter() - self._run_started
+        resume_state = getattr(self, "_resume_state", None)
+        resumed_at = []
+        if resume_state is not None:
+            resumed_at = list(resume_state["resumed_at"]) + [
+                {"epoch": resume_state["epoch"], "step": resume_state["step"]}]
+        return checkpointer.save(state.snapshot(wall_time, resumed_at))
+
+    def _stop_if_signalled(self) -> None:
+        """After a SIGTERM/SIGINT: write a checkpoint and raise RunInterrupted."""
+        signal_number = getattr(self, "_stop_signal", None)
+        if signal_number is None:
+            return
+        path = self._save_checkpoint()
+        self._log(f"stopped by {signal.Signals(signal_number).name}"
+                  + (f"; checkpoint {path}" if path else "; no checkpoint (no_logs)"))
+        raise checkpoint.RunInterrupted(signal_number, path)
+
+    @contextlib.contextmanager
+    def _graceful_signals(self):
+        """Turn SIGTERM and SIGINT into a stop after the current step (a second SIGINT
+        interrupts at once). Only the main thread can install signal handlers."""
+        self._stop_signal = None
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handler(signal_number, frame):
+            if signal_number == signal.SIGINT and self._stop_signal is not None:
+                raise KeyboardInterrupt
+            self._stop_signal = signal_number
+
+        previous = {number: signal.signal(number, handler) for number in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            yield
+        finally:
+            for number, old_handler in previous.items():
+                signal.signal(number, old_handler)
 
     def evaluate_all(self, epoch: int, num_epochs: int, tproblem, log: "TrainingLog") -> None:
         """Evaluate on train_eval, valid (if the protocol has it) and test; log one line."""
@@ -295,6 +459,9 @@ class StandardRunner:
         for phase in log.phases:
             loss, accuracy = tproblem.evaluate(phase)
             log.record(phase, loss, accuracy)
+            extra_metrics = getattr(tproblem, "extra_metrics", None)
+            if extra_metrics is not None:
+                log.record_extras(phase, extra_metrics(phase, loss, accuracy))
             text = f"{phase} loss {loss:.5g}"
             if accuracy is not None:
                 text += f" acc {accuracy:.4f}"
@@ -390,17 +557,42 @@ class TrainingLog:
         self.train_times: list = []
         self.eval_times: list = []
         self.diverged_at: Optional[dict] = None
+        self.divergence_reason = "loss"
+        #: Per-epoch lists of the problem's extra metrics, by result key.
+        self.extra_metrics: dict = {}
+
+    def diverge(self, reason: str, step: int) -> int:
+        """Note what became non-finite ("loss", "parameters", "gradients"); returns ``step``."""
+        self.divergence_reason = reason
+        return step
+
+    def state_dict(self) -> dict:
+        """The lists measured so far (for checkpoints)."""
+        return {"losses": self.losses, "accuracies": self.accuracies,
+                "minibatch_train_losses": self.minibatch_train_losses,
+                "train_times": self.train_times, "eval_times": self.eval_times,
+                "extra_metrics": self.extra_metrics}
+
+    def load_state_dict(self, state: dict) -> None:
+        for name, value in state.items():
+            setattr(self, name, value)
 
     def record(self, phase: str, loss: float, accuracy: Optional[float]) -> None:
         self.losses[phase].append(loss)
         if accuracy is not None:
             self.accuracies[phase].append(accuracy)
 
+    def record_extras(self, phase: str, metrics: dict) -> None:
+        """Append a problem's extra metrics (``TestProblem.extra_metrics``) of ``phase``."""
+        prefix = {"train_eval": "train", "valid": "valid", "test": "test"}[phase]
+        for name, value in metrics.items():
+            self.extra_metrics.setdefault(f"{prefix}_{name}", []).append(float(value))
+
     def mark_diverged(self, epoch: int, step: int, num_epochs: int) -> None:
         """Record the divergence and pad every per-epoch list to num_epochs+1 entries with
         its epoch-0 value, as DeepOBS does, so that tools expecting full lists work."""
-        self.diverged_at = {"epoch": epoch, "step": step}
-        for lists in (self.losses, self.accuracies):
+        self.diverged_at = {"epoch": epoch, "step": step, "reason": self.divergence_reason}
+        for lists in (self.losses, self.accuracies, self.extra_metrics):
             for values in lists.values():
                 if values:
                     values.extend([values[0]] * (num_epochs + 1 - len(values)))
@@ -417,6 +609,7 @@ class TrainingLog:
         output["minibatch_train_losses"] = self.minibatch_train_losses
         if self.has_accuracy:
             output.update({f"{key[phase]}_accuracies": self.accuracies[phase] for phase in self.phases})
+        output.update(self.extra_metrics)
         output["diverged"] = self.diverged_at is not None
         output["diverged_at"] = self.diverged_at
         output["train_times"] = self.train_times
@@ -424,14 +617,173 @@ class TrainingLog:
         return output
 
 
-def _progress_bar(total: int, description: str, quiet: bool):
+def _progress_bar(total: int, description: str, quiet: bool, initial: int = 0):
     if quiet:
         return None
     try:
         from tqdm import tqdm
     except ImportError:
         return None
-    return tqdm(total=total, desc=description, leave=False, disable=None, file=sys.stderr)
+    return tqdm(total=total, desc=description, leave=False, disable=None, file=sys.stderr, initial=initial)
+
+
+@dataclass
+class _Progress:
+    """Where a run stands, and the objects a checkpoint is made of.
+
+    ``pending`` holds a checkpoint being resumed until the interrupted training pass
+    has been re-drawn: the data order of that pass is drawn again from the generator
+    state of its start, the batches already trained on are skipped, and only then are
+    the random streams set to their state at the checkpoint.
+    """
+
+    tproblem: object
+    optimizer: object
+    scheduler: object
+    log: TrainingLog
+    epoch: int = 0
+    step: int = 0
+    evaluated: bool = False
+    epoch_started: float = 0.0
+    train_time_before: float = 0.0
+    pass_start_data: Optional[dict] = None
+    pending: Optional[dict] = field(default=None, repr=False)
+
+    def resume_from(self, state: dict) -> None:
+        """Load model, optimizer, scheduler and lists; streams follow in :meth:`start_pass`."""
+        self.tproblem.net.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and state["scheduler"] is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        self.log.load_state_dict(state["log"])
+        self.epoch, self.step, self.evaluated = state["epoch"], state["step"], state["evaluated"]
+        self.train_time_before = state["epoch_train_time"]
+        self.pending = state
+        if not self.evaluated:
+            self._restore_streams(state)
+
+    def start_pass(self) -> int:
+        """Start (or re-enter) the training pass of this epoch; returns its first step."""
+        data = self.tproblem.data
+        pending, self.pending = self.pending, None
+        if pending is not None:
+            data.load_state_dict(pending["data_pass_start"])
+        self.pass_start_data = data.state_dict()
+        self.tproblem.train_init_op()
+        if pending is None:
+            return 0
+        for _ in range(pending["step"]):  # re-draw the batches trained on before the stop
+            self.tproblem.get_batch_loss_and_accuracy_func()
+        self._restore_streams(pending)
+        return pending["step"]
+
+    def _restore_streams(self, state: dict) -> None:
+        self.tproblem.data.load_state_dict(state["data"])
+        self.tproblem.load_state_dict(state["problem"])
+        checkpoint.restore_rng_state(state["rng"])
+
+    def epoch_train_time(self) -> float:
+        return self.train_time_before + time.perf_counter() - self.epoch_started
+
+    def next_epoch(self) -> None:
+        self.epoch, self.step, self.evaluated, self.train_time_before = self.epoch + 1, 0, False, 0.0
+
+    def snapshot(self, wall_time: float, resumed_at: list) -> dict:
+        """Everything a checkpoint holds (tensors and plain containers)."""
+        data_now = self.tproblem.data.state_dict()
+        mid_pass = self.step > 0
+        return {
+            "epoch": self.epoch, "step": self.step, "evaluated": self.evaluated,
+            "model": self.tproblem.net.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "log": self.log.state_dict(),
+            "rng": checkpoint.capture_rng_state(),
+            "data": data_now,
+            "data_pass_start": self.pass_start_data if mid_pass else data_now,
+            "problem": self.tproblem.state_dict(),
+            "epoch_train_time": self.epoch_train_time() if mid_pass else 0.0,
+            "wall_time": wall_time,
+            "resumed_at": resumed_at,
+        }
+
+
+def non_finite_state(net: torch.nn.Module) -> Optional[str]:
+    """"gradients" or "parameters" if one of them holds a NaN or an infinity, else None.
+
+    One device sync: the max-abs norms of all tensors are stacked and tested at once.
+    """
+    for reason, tensors in (("gradients", [p.grad for p in net.parameters() if p.grad is not None]),
+                            ("parameters", [p.detach() for p in net.parameters()])):
+        tensors = [t for t in tensors if t.numel() and t.is_floating_point()]
+        if not tensors:
+            continue
+        try:
+            norms = torch._foreach_norm(tensors, ord=math.inf)
+        except (RuntimeError, TypeError, AttributeError):  # older torch, sparse or odd tensors
+            norms = [t.abs().max() for t in tensors]
+        if not bool(torch.isfinite(torch.stack([n.float() for n in norms])).all()):
+            return reason
+    return None
+
+
+def _check_hyperparameter_values(hyperparams: dict) -> None:
+    """Hyperparameter values must be finite numbers, booleans or safe strings: they
+    become part of folder names and of the configuration hash."""
+    for name, value in hyperparams.items():
+        values = value if isinstance(value, (tuple, list)) else (value,)
+        for item in values:
+            if isinstance(item, float) and not math.isfinite(item):
+                raise ConfigurationError(f"hyperparameter {name} must be finite, got {value!r}")
+            if isinstance(item, str):
+                _check_name(f"hyperparameter {name}", item, allow_empty=True)
+
+
+def _check_name(what: str, value: str, allow_empty: bool = False) -> None:
+    """A name that becomes a folder name: non-empty, no path separator, no control character."""
+    if (not isinstance(value, str) or (not value.strip() and not allow_empty) or value in (".", "..")
+            or "/" in value or "\\" in value or any(ord(c) < 32 for c in value) or len(value) > 200):
+        raise ConfigurationError(
+            f"{what} {value!r} is not usable as a folder name (non-empty, at most 200 characters, "
+            "no '/', '\\' or control characters)")
+
+
+def _check_path(what: str, value) -> None:
+    if value is None:
+        return
+    if not isinstance(value, (str, Path)) or "\0" in str(value) or not str(value).strip():
+        raise ConfigurationError(f"{what} must be a non-empty path without NUL characters, got {value!r}")
+
+
+def _check_device(device) -> str:
+    """A device string torch understands and this machine has."""
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ConfigurationError(f"unknown device {device!r}; allowed: cpu, cuda, cuda:N") from None
+    if parsed.type not in ("cpu", "cuda", "mps"):
+        raise ConfigurationError(f"unsupported device {device!r}; allowed: cpu, cuda, cuda:N")
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigurationError(f"device {device!r} asked for, but no CUDA GPU is available")
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise ConfigurationError(
+                f"device {device!r} does not exist; this machine has {torch.cuda.device_count()} GPU(s)")
+    if parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigurationError(f"device {device!r} asked for, but MPS is not available")
+    return str(parsed)
+
+
+def _check_batch_counts(tproblem) -> None:
+    """Every pass needs at least one batch (drop-last batching drops a too-small split)."""
+    data = tproblem.data
+    splits = ["train", "train_eval", "test"] + (["valid"] if data.has_validation else [])
+    for split in splits:
+        if data.num_batches(split) < 1:
+            size = data.train_eval_size if split == "train_eval" else len(data.splits[split])
+            raise ConfigurationError(
+                f"batch size {data.batch_size} is larger than the {split} split of "
+                f"{tproblem.name} ({size} examples); use a smaller --bs")
 
 
 def _tensorboard_writer(tb_log: bool, tb_log_dir: Optional[str]):
