@@ -1,0 +1,191 @@
+"""The ``deepobs-tune`` command: run a sweep file locally or on SLURM, list its runs, or
+write them as ``deepobs-run`` commands for another scheduler.
+
+Examples::
+
+    deepobs-tune sweep.yaml --workers 4          # local process pool
+    deepobs-tune sweep.yaml --executor slurm     # one SLURM job array (submitit)
+    deepobs-tune sweep.yaml --dry-run            # list the runs, run nothing
+    deepobs-tune sweep.yaml --commands jobs.txt  # one deepobs-run command a line
+
+A sweep can be interrupted and started again: finished runs are found by their files
+and not run again. Exit status: 0 all runs done, 1 some runs failed (their errors are in
+``<output_dir>/.deepobs_tune/<name>/failures``), 2 bad input, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from typing import Optional
+
+from deepobs.errors import ConfigurationError
+from deepobs.runners.cli import OneLineParser
+
+#: --executor choices: the two engines, plus submitit's local subprocess executor
+#: (checks a SLURM sweep without a cluster) and this process (debugging).
+EXECUTOR_CHOICES = ("local", "slurm", "submitit-local", "serial")
+
+
+def build_parser() -> OneLineParser:
+    parser = OneLineParser(prog="deepobs-tune", allow_abbrev=False,
+                           description="Tune optimizers on DeepOBS problems from a sweep file (YAML or JSON).")
+    parser.add_argument("sweep", help="sweep file (see deepobs/tuner/sweep.py for its keys)")
+    parser.add_argument("--executor", choices=EXECUTOR_CHOICES,
+                        help="where runs execute (default: the sweep's, else local)")
+    parser.add_argument("--workers", type=int, help="local worker processes (default: the sweep's, else 1)")
+    parser.add_argument("--output_dir", help="results folder (default: the sweep's)")
+    parser.add_argument("--dry-run", "--dry_run", dest="dry_run", action="store_true",
+                        help="print the runs and whether they are done; run nothing")
+    parser.add_argument("--commands", nargs="?", const="-", metavar="FILE",
+                        help="write one deepobs-run command a line (to FILE, or stdout) and exit")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no line per finished run")
+    return parser
+
+
+def main(argv=None) -> int:
+    """Entry point of ``deepobs-tune``."""
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        from deepobs.tuner.sweep import load_sweep
+
+        sweep = load_sweep(args.sweep)
+        if args.output_dir:
+            sweep = sweep.with_output_dir(args.output_dir)
+        if args.workers is not None and args.workers < 1:
+            raise ConfigurationError(f"--workers must be >= 1, got {args.workers}")
+        if args.commands is not None:
+            return _write_commands(sweep, args.commands)
+        if args.dry_run:
+            return _dry_run(sweep)
+        return _run(sweep, args.executor or sweep.executor, args.workers or sweep.workers, args.quiet)
+    except ConfigurationError as error:
+        print(f"deepobs-tune: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("deepobs-tune: interrupted; run the same command again to finish the missing runs",
+              file=sys.stderr)
+        return 130
+
+
+def _write_commands(sweep, target: str) -> int:
+    lines = [spec.command() for spec in _unique_runs(sweep.tuning_runs())]
+    text = "".join(line + "\n" for line in lines)
+    if target == "-":
+        sys.stdout.write(text)
+    else:
+        try:
+            with open(target, "w") as stream:
+                stream.write(text)
+        except OSError as error:
+            raise ConfigurationError(f"cannot write {target!r}: {error.strerror or error}") from None
+        print(f"wrote {len(lines)} commands to {target}", file=sys.stderr)
+    if sweep.rerun_seeds:
+        print("note: the reruns of the best settings depend on the results and are not listed; "
+              "run deepobs-tune on the sweep once the commands have finished", file=sys.stderr)
+    return 0
+
+
+def _unique_runs(runs: list) -> list:
+    return list({spec.key(): spec for spec in runs}.values())
+
+
+def _dry_run(sweep) -> int:
+    studies = sweep.studies()
+    print(f"sweep {sweep.name}: {sweep.method} search, {len(sweep.problems)} problem(s) x "
+          f"{len(sweep.searches)} optimizer(s), seeds {list(sweep.seeds)}, mode {sweep.mode}, "
+          f"output {sweep.output_dir}")
+    if sweep.method == "bayesian":
+        for study in studies:
+            print(f"  {study.testproblem} {study.search.optimizer}: {study.search.budget} settings "
+                  f"proposed by TPE (seed {study.search.seed}) x {len(sweep.seeds)} seed(s)")
+        tuning = sum(study.search.budget * len(sweep.seeds) for study in studies)
+    else:
+        runs = _unique_runs(sweep.tuning_runs())
+        done = 0
+        for spec in runs:
+            exists = spec.find_result() is not None
+            done += exists
+            print(f"  {'[done] ' if exists else ''}{spec.label()}")
+        tuning = len(runs)
+        print(f"{tuning} tuning runs, {done} already done")
+    reruns = len(studies) * len(sweep.rerun_seeds)
+    if reruns:
+        print(f"then {reruns} reruns of the best settings (seeds {list(sweep.rerun_seeds)})")
+    return 0
+
+
+def _run(sweep, executor_kind: str, workers: int, quiet: bool) -> int:
+    from deepobs.tuner.executors import LocalExecutor, SerialExecutor, SubmititExecutor
+    from deepobs.tuner.progress import SweepProgress, format_seconds
+    from deepobs.tuner.records import SweepRecords, state_dir
+    from deepobs.tuner.searches import tune_studies
+
+    folder = state_dir(sweep.output_dir, sweep.name)
+    if executor_kind == "local":
+        executor = LocalExecutor(workers)
+    elif executor_kind == "serial":
+        executor = SerialExecutor()
+    else:
+        cluster = "slurm" if executor_kind == "slurm" else "local"
+        if cluster == "slurm":
+            _require_slurm()
+        executor = SubmititExecutor(folder / "jobs", cluster=cluster, parameters=sweep.slurm)
+    records = SweepRecords(folder)
+    progress = SweepProgress(stream=None if quiet else sys.stderr)
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        with executor:
+            results = tune_studies(sweep.studies(), executor, progress, records)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    summary = {"sweep": sweep.name, "method": sweep.method, "mode": sweep.mode,
+               "seeds": list(sweep.seeds), "rerun_seeds": list(sweep.rerun_seeds),
+               "progress": progress.as_dict(), "studies": [result.to_dict() for result in results]}
+    path = records.write("summary", summary)
+    _print_summary(results)
+    failed = records.failures()
+    print(f"{progress.done} runs done ({progress.existed} found finished), {len(failed)} failed, "
+          f"in {format_seconds(progress.as_dict()['elapsed_seconds'])}; summary: {path}")
+    if failed:
+        print(f"failed runs and their errors: {folder / 'failures'}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _print_summary(results: list) -> None:
+    from deepobs.runners.results import format_value
+
+    for result in results:
+        if result.best is None:
+            print(f"{result.testproblem} {result.optimizer}: no setting finished")
+            continue
+        setting = " ".join(f"{k}={format_value(v)}" for k, v in sorted(result.best.setting.items()))
+        line = f"{result.testproblem} {result.optimizer}: best {setting} ({result.mode} {result.metric} "
+        line += f"{_metric_value(result.metric, result.best.score)})"
+        if result.reruns is not None and result.reruns.scores:
+            values = [_metric_value(result.metric, s) for s in result.reruns.scores.values()]
+            mean = sum(values) / len(values)
+            line += f"; {len(values)} seeds: mean {mean:.6g}"
+        print(line)
+
+
+def _metric_value(metric: Optional[str], score: float) -> float:
+    """Scores are losses negated; show the metric itself."""
+    return score if metric == "valid_accuracies" else -score
+
+
+def _require_slurm() -> None:
+    import shutil
+
+    if shutil.which("sbatch") is None:
+        raise ConfigurationError("the slurm executor needs sbatch on PATH (run deepobs-tune on a SLURM "
+                                 "login node); use --executor local or --commands otherwise")
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+if __name__ == "__main__":
+    sys.exit(main())

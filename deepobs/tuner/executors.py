@@ -1,0 +1,285 @@
+"""Executors: run a list of RunSpecs somewhere and yield their outcomes as they finish.
+
+One small interface (``run(runs) -> iterator of RunOutcome``, ``close()``), two engines
+(DESIGN.md decision 10): :class:`LocalExecutor`, a process pool on this machine, and
+:class:`SubmititExecutor`, SLURM job arrays through submitit (or submitit's local
+subprocess executor, for tests and debugging).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as futures
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Iterable, Iterator, Optional
+
+from deepobs.errors import ConfigurationError
+from deepobs.tuner.runs import RunOutcome, RunSpec, execute_run
+
+#: A run whose worker process dies (killed, out of memory) this many times is failed.
+MAX_WORKER_DEATHS = 2
+
+
+class Executor:
+    """Interface of an executor."""
+
+    #: Runs that can proceed at once (used to size Bayesian batches and ETA estimates).
+    workers: int = 1
+
+    def run(self, runs: list) -> Iterator[RunOutcome]:
+        """Execute ``runs``; yield one outcome per run, in order of completion."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release workers; the executor cannot be used afterwards."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+
+class SerialExecutor(Executor):
+    """Runs in this process, one after the other (the simplest, for scripts and tests)."""
+
+    def run(self, runs: list) -> Iterator[RunOutcome]:
+        for spec in runs:
+            yield execute_run(spec)
+
+
+def available_cores() -> int:
+    """CPU cores this process may use (affinity-aware)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _worker_init(worker_ids, devices: list, threads: int, parent_pid: int) -> None:
+    """Set up one pool worker: its device, its CPU threads, and death with the parent."""
+    import torch
+
+    from deepobs.tuner import runs
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when workers stop
+    worker_id = worker_ids.get()
+    if devices:
+        runs.WORKER_DEVICE = devices[worker_id % len(devices)]
+    torch.set_num_threads(threads)
+
+    def exit_with_parent():
+        # A worker orphaned by a killed sweep must not finish a run a resumed sweep
+        # is running again (that would leave two files for one seed).
+        while os.getppid() == parent_pid:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=exit_with_parent, daemon=True).start()
+
+
+class LocalExecutor(Executor):
+    """A pool of ``workers`` processes on this machine.
+
+    With GPUs, worker i uses ``cuda:i`` (modulo the number of GPUs); on CPU each worker
+    gets ``max(1, cores // workers)`` threads so that the workers do not oversubscribe
+    the cores. Workers are started with ``spawn`` (safe after torch has run threads).
+    A worker that dies is replaced; its run is tried again, and failed after
+    ``MAX_WORKER_DEATHS`` deaths.
+
+    Args:
+        workers: number of worker processes.
+        devices: device of each worker (default: one GPU each if GPUs exist, else CPU).
+        threads: torch CPU threads per worker (default: cores // workers).
+    """
+
+    def __init__(self, workers: int = 1, devices: Optional[list] = None, threads: Optional[int] = None):
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise ConfigurationError(f"workers must be an integer >= 1, got {workers!r}")
+        self.workers = workers
+        self.devices = list(devices) if devices is not None else _default_devices()
+        self.threads = threads or max(1, available_cores() // workers)
+        self._pool: Optional[futures.ProcessPoolExecutor] = None
+
+    def _start_pool(self) -> futures.ProcessPoolExecutor:
+        context = multiprocessing.get_context("spawn")
+        worker_ids = context.Queue()
+        # A replaced worker takes a fresh id; ids wrap onto the devices.
+        for worker_id in range(self.workers * 64):
+            worker_ids.put(worker_id)
+        self._pool = futures.ProcessPoolExecutor(
+            self.workers, mp_context=context, initializer=_worker_init,
+            initargs=(worker_ids, self.devices, self.threads, os.getpid()))
+        return self._pool
+
+    def run(self, runs: list) -> Iterator[RunOutcome]:
+        pending = list(runs)
+        deaths: dict = {}
+        try:
+            while pending:
+                pool = self._pool or self._start_pool()
+                submitted = {pool.submit(execute_run, spec): spec for spec in pending}
+                pending = []
+                for future in futures.as_completed(submitted):
+                    spec = submitted[future]
+                    try:
+                        yield future.result()
+                    except futures.process.BrokenProcessPool:
+                        deaths[id(spec)] = deaths.get(id(spec), 0) + 1
+                        if deaths[id(spec)] >= MAX_WORKER_DEATHS:
+                            yield RunOutcome(spec, "failed", error="the worker process died (killed or out of memory)")
+                        else:
+                            pending.append(spec)
+                if pending:  # the pool broke: replace it, try the runs it lost again
+                    self._terminate()
+        except BaseException:
+            self._terminate()
+            raise
+
+    def _terminate(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        processes = list(getattr(pool, "_processes", {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            if process.is_alive():
+                process.terminate()
+        for process in processes:
+            process.join(timeout=5)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+
+def _default_devices() -> list:
+    try:
+        import torch
+
+        count = torch.cuda.device_count()
+    except Exception:  # no usable CUDA: CPU workers
+        count = 0
+    return [f"cuda:{index}" for index in range(count)]
+
+
+class _SubmititRun:
+    """The callable each SLURM job runs. Checkpointable: on preemption or timeout
+    submitit requeues the job, which then finds finished runs by their files."""
+
+    def __call__(self, spec: RunSpec) -> RunOutcome:
+        return execute_run(spec)
+
+    def checkpoint(self, spec: RunSpec):
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(self, spec)
+
+
+#: Sweep-file keys of the ``slurm`` section -> submitit parameters.
+SLURM_PARAMETERS = {
+    "partition": "slurm_partition",
+    "timeout_min": "timeout_min",
+    "gpus_per_node": "gpus_per_node",
+    "cpus_per_task": "cpus_per_task",
+    "mem_gb": "mem_gb",
+    "array_parallelism": "slurm_array_parallelism",
+    "account": "slurm_account",
+    "qos": "slurm_qos",
+    "constraint": "slurm_constraint",
+    "additional_parameters": "slurm_additional_parameters",
+    "setup": "slurm_setup",
+}
+
+
+class SubmititExecutor(Executor):
+    """Runs as one SLURM job array per batch, through submitit.
+
+    Args:
+        folder: where submitit keeps job pickles and logs (``%j`` is the job id).
+        cluster: ``None`` (SLURM if ``srun`` exists, else local), ``"slurm"``,
+            ``"local"`` (a real subprocess per job) or ``"debug"`` (in this process).
+        parameters: sweep-file style parameters (keys of ``SLURM_PARAMETERS``).
+        poll_seconds: how often job states are polled.
+    """
+
+    def __init__(self, folder, cluster: Optional[str] = None, parameters: Optional[dict] = None,
+                 poll_seconds: float = 5.0):
+        try:
+            import submitit
+        except ImportError:
+            raise ConfigurationError("the slurm executor needs submitit: pip install submitit") from None
+        parameters = dict(parameters or {})
+        unknown = sorted(set(parameters) - set(SLURM_PARAMETERS))
+        if unknown:
+            raise ConfigurationError(
+                f"unknown slurm parameter(s) {', '.join(unknown)}; allowed: {', '.join(sorted(SLURM_PARAMETERS))}")
+        self.folder = Path(folder)
+        self.executor = submitit.AutoExecutor(folder=str(self.folder / "%j"), cluster=cluster)
+        # Always explicit: submitit's local default is 2 minutes.
+        parameters.setdefault("timeout_min", 60)
+        converted = {SLURM_PARAMETERS[key]: value for key, value in parameters.items()}
+        if self.executor.cluster != "slurm":
+            converted = {key: value for key, value in converted.items() if not key.startswith("slurm_")}
+        self.executor.update_parameters(**converted)
+        self.workers = int(parameters.get("array_parallelism") or 64)
+        self.poll_seconds = poll_seconds
+
+    @property
+    def cluster(self) -> str:
+        return self.executor.cluster
+
+    def run(self, runs: list) -> Iterator[RunOutcome]:
+        if not runs:
+            return
+        import submitit
+
+        jobs = self.executor.map_array(_SubmititRun(), list(runs))
+        specs = {job.job_id: spec for job, spec in zip(jobs, runs)}
+        remaining = set(specs)
+        try:
+            for job in submitit.helpers.as_completed(jobs, poll_frequency=self.poll_seconds):
+                remaining.discard(job.job_id)
+                spec = specs[job.job_id]
+                try:
+                    outcome = job.result()
+                except Exception as error:  # the job itself failed (killed, timed out, ...)
+                    outcome = RunOutcome(spec, "failed", error=f"job {job.job_id}: {str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__}",
+                                         details=str(error))
+                outcome.extra["job_id"] = job.job_id
+                yield outcome
+        except BaseException:
+            # Interrupted: cancel what is still queued or running, so that a resubmitted
+            # sweep does not run the same seeds twice.
+            for job in jobs:
+                if job.job_id in remaining:
+                    try:
+                        job.cancel(check=False)
+                    except Exception:  # cancelling is best effort
+                        pass
+            raise
+
+
+def make_executor(kind: str, workers: int = 1, folder=None, slurm: Optional[dict] = None,
+                  cluster: Optional[str] = None) -> Executor:
+    """The executor named ``kind``: ``local`` (process pool), ``slurm`` (submitit) or
+    ``serial`` (this process)."""
+    if kind == "local":
+        return LocalExecutor(workers)
+    if kind == "serial":
+        return SerialExecutor()
+    if kind == "slurm":
+        if folder is None:
+            raise ConfigurationError("the slurm executor needs a folder for its job files")
+        return SubmititExecutor(folder, cluster=cluster or "slurm", parameters=slurm)
+    raise ConfigurationError(f"unknown executor {kind!r}; allowed: local, slurm, serial")
+
+
+def outcomes_by_run(outcomes: Iterable[RunOutcome]) -> dict:
+    """``{run key: outcome}``."""
+    return {outcome.run.key(): outcome for outcome in outcomes}

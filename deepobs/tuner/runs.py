@@ -1,0 +1,253 @@
+"""One run of a sweep: its description, where its result file lands, how to execute it.
+
+A :class:`RunSpec` is plain data (it pickles into worker processes and SLURM jobs).
+:func:`execute_run` never raises: a failed run comes back as an outcome with its error,
+so one bad run does not stop a sweep.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shlex
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from deepobs.errors import ConfigurationError
+
+#: Worker-wide device, set by the local pool (one GPU per worker); None: the default.
+WORKER_DEVICE: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything ``deepobs-run`` needs for one run (None: the problem's default)."""
+
+    testproblem: str
+    optimizer: str
+    hyperparams: dict
+    random_seed: int = 42
+    output_dir: str = "./results"
+    batch_size: Optional[int] = None
+    num_epochs: Optional[int] = None
+    weight_decay: Optional[float] = None
+    protocol: str = "1.2"
+    fake_data: Optional[int] = None
+    data_dir: Optional[str] = None
+    device: Optional[str] = None
+    eval_batch_size: Optional[int] = None
+    train_log_interval: Optional[int] = None
+    optimizer_name: Optional[str] = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @property
+    def written_optimizer_name(self) -> str:
+        """The optimizer folder name (``Momentum`` for ``--optimizer momentum``)."""
+        from deepobs.runners.optimizers import resolve_optimizer
+
+        return self.optimizer_name or resolve_optimizer(self.optimizer).name
+
+    def result_folder(self) -> Path:
+        """The setting folder the runner writes to (the same rule as StandardRunner.run)."""
+        from deepobs.registry import get_problem_class
+        from deepobs.runners import results
+        from deepobs.runners.optimizers import resolve_optimizer
+
+        problem_class = get_problem_class(self.testproblem)
+        spec = resolve_optimizer(self.optimizer)
+        batch_size = self.batch_size if self.batch_size is not None else problem_class.default_batch_size
+        num_epochs = self.num_epochs if self.num_epochs is not None else problem_class.default_num_epochs
+        hyperparams = {name: hp["default"] for name, hp in spec.hyperparameters.items() if "default" in hp}
+        hyperparams.update(self.hyperparams)
+        weight_decay = self.weight_decay if problem_class.default_weight_decay is not None else None
+        setting = results.setting_name(num_epochs, batch_size, hyperparams, weight_decay, {}, self.protocol)
+        return Path(self.output_dir) / self.testproblem / self.written_optimizer_name / setting
+
+    def find_result(self) -> Optional[Path]:
+        """This run's result file, if it exists."""
+        from deepobs.runners import results
+
+        return results.find_run(self.result_folder(), self.random_seed)
+
+    def key(self) -> str:
+        """A readable identity: problem/optimizer/setting/seed."""
+        folder = self.result_folder()
+        return f"{self.testproblem}/{folder.parent.name}/{folder.name}/seed__{self.random_seed}"
+
+    def label(self) -> str:
+        """A short line for progress messages."""
+        from deepobs.runners.results import format_value
+
+        values = " ".join(f"{name}={format_value(value)}" for name, value in sorted(self.hyperparams.items()))
+        return f"{self.testproblem} {self.written_optimizer_name} {values} seed {self.random_seed}"
+
+    def command(self, program: str = "deepobs-run") -> str:
+        """The ``deepobs-run`` command line of this run (shell-quoted)."""
+        from deepobs.runners.cli import hyperparameter_flag
+
+        words = [program, self.testproblem, "--optimizer", self.optimizer]
+        if self.optimizer_name:
+            words += ["--optimizer_name", self.optimizer_name]
+        for name in sorted(self.hyperparams):
+            value = self.hyperparams[name]
+            flag = hyperparameter_flag(name)
+            if isinstance(value, bool):
+                words.append(flag if value else "--no-" + flag[2:])
+            elif isinstance(value, (tuple, list)):
+                words += [flag, *(repr(v) for v in value)]
+            else:
+                words += [flag, repr(value) if isinstance(value, float) else str(value)]
+        options = [("--bs", self.batch_size), ("-N", self.num_epochs), ("--random_seed", self.random_seed),
+                   ("--wd", self.weight_decay), ("--protocol", self.protocol),
+                   ("--fake_data", self.fake_data), ("--data_dir", self.data_dir), ("--device", self.device),
+                   ("--eval_batch_size", self.eval_batch_size),
+                   ("--train_log_interval", self.train_log_interval), ("--output_dir", self.output_dir)]
+        for flag, value in options:
+            if value is not None:
+                words += [flag, repr(value) if isinstance(value, float) else str(value)]
+        words += ["--skip_if_exists", "--quiet"]
+        return shlex.join(words)
+
+
+def coerce_hyperparams(optimizer: str, hyperparams: dict) -> dict:
+    """Hyperparameter values converted to the optimizer's declared types.
+
+    A sweep file's ``lr: 1`` becomes ``1.0``, so that the setting folder is the same as
+    the one ``deepobs-run --lr 1`` writes. Unknown names and bad values are rejected.
+    """
+    from deepobs.runners.optimizers import resolve_optimizer
+
+    declared = resolve_optimizer(optimizer).hyperparameters
+    coerced = {}
+    for name, value in hyperparams.items():
+        if name not in declared:
+            raise ConfigurationError(
+                f"unknown hyperparameter {name!r} for optimizer {optimizer!r}; "
+                f"allowed: {', '.join(sorted(declared)) or 'none'}")
+        coerced[name] = coerce_value(name, value, declared[name].get("type", float))
+    return coerced
+
+
+def coerce_value(name: str, value, value_type):
+    """``value`` as ``value_type`` (float, int, bool, str or tuple of floats)."""
+    def fail():
+        return ConfigurationError(
+            f"hyperparameter {name!r} must be {getattr(value_type, '__name__', value_type)}, got {value!r}")
+
+    if value_type is bool:
+        if not isinstance(value, bool):
+            raise fail()
+        return value
+    if value_type is tuple:
+        if not isinstance(value, (list, tuple)) or not value:
+            raise fail()
+        return tuple(coerce_value(name, v, float) for v in value)
+    if value_type is int:
+        if isinstance(value, bool):
+            raise fail()
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if not isinstance(value, int):
+            raise fail()
+        return int(value)
+    if value_type is float:
+        if isinstance(value, bool):
+            raise fail()
+        try:
+            number = float(value)
+        except (TypeError, ValueError, OverflowError):
+            raise fail() from None
+        if not math.isfinite(number):
+            raise fail()
+        return number
+    if value_type is str:
+        if not isinstance(value, str):
+            raise fail()
+        return value
+    return value
+
+
+@dataclass
+class RunOutcome:
+    """What happened to one run.
+
+    status: ``done`` (ran now), ``exists`` (a result file was there already) or
+    ``failed`` (``error`` says why; ``details`` holds the traceback).
+    """
+
+    run: RunSpec
+    status: str
+    path: Optional[str] = None
+    seconds: float = 0.0
+    error: Optional[str] = None
+    details: Optional[str] = None
+    extra: dict = field(default_factory=dict)
+
+
+def execute_run(run: RunSpec) -> RunOutcome:
+    """Run one spec in this process, unless its result file exists. Never raises."""
+    started = time.perf_counter()
+    try:
+        existing = run.find_result()
+        if existing is not None:
+            return RunOutcome(run, "exists", str(existing))
+        _train(run)
+        path = run.find_result()
+        if path is None:
+            raise RuntimeError(f"the run finished but wrote no file in {run.result_folder()}")
+        return RunOutcome(run, "done", str(path), time.perf_counter() - started)
+    except Exception as error:  # one failed run must not stop the sweep
+        return RunOutcome(run, "failed", None, time.perf_counter() - started,
+                          error=f"{type(error).__name__}: {error}".splitlines()[0],
+                          details=traceback.format_exc())
+
+
+def _train(run: RunSpec) -> None:
+    from deepobs.runners.optimizers import resolve_optimizer
+    from deepobs.runners.runner import StandardRunner
+
+    spec = resolve_optimizer(run.optimizer)
+    runner = StandardRunner(spec.build, spec.hyperparameters, optimizer_name=run.written_optimizer_name)
+    runner.run(testproblem=run.testproblem, hyperparams=dict(run.hyperparams),
+               batch_size=run.batch_size, num_epochs=run.num_epochs, random_seed=run.random_seed,
+               data_dir=run.data_dir, output_dir=run.output_dir, weight_decay=run.weight_decay,
+               train_log_interval=run.train_log_interval, skip_if_exists=True, protocol=run.protocol,
+               device=run.device or WORKER_DEVICE, quiet=True, eval_batch_size=run.eval_batch_size,
+               fake_data=run.fake_data)
+
+
+# --------------------------------------------------------------------------- objective
+def validation_metric(output: dict) -> str:
+    """The key a run is judged by: valid_accuracies if present, else valid_losses."""
+    for key in ("valid_accuracies", "valid_losses"):
+        if output.get(key):
+            return key
+    raise ConfigurationError(
+        "the run has no validation split (protocol 1.1); tuning selects on validation data only")
+
+
+def objective(output: dict, mode: str = "final") -> float:
+    """Score of a run, higher is better: the final (or best) validation accuracy, or the
+    negated validation loss. A diverged or non-finite run scores -inf."""
+    if mode not in ("final", "best"):
+        raise ConfigurationError(f"mode must be 'final' or 'best', got {mode!r}")
+    key = validation_metric(output)
+    sign = 1.0 if key == "valid_accuracies" else -1.0
+    values = [sign * float(v) for v in output[key]]
+    finite = [v for v in values if math.isfinite(v)]
+    if output.get("diverged") and mode == "final" or not finite:
+        return -math.inf
+    if mode == "final":
+        return values[-1] if math.isfinite(values[-1]) else -math.inf
+    return max(finite)
+
+
+def read_output(path) -> dict:
+    """The JSON of a result file."""
+    with open(path) as stream:
+        return json.load(stream)
