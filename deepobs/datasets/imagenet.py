@@ -8,6 +8,7 @@ resizes the next batches while the model works on the current one. Everything ra
 from __future__ import annotations
 
 import os
+import warnings
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -25,6 +26,10 @@ RESIZE_SIDE = 256
 CROP_SIDE = 224
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
 SPLIT_FOLDERS = {"train": ("train",), "test": ("val", "validation")}
+# torchvision 0.29 deprecates its image decoders in favour of TorchCodec, which is not a
+# dependency; they are the PIL-free decoders we need, so the notice (one per image) is muted.
+warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities of TorchVision",
+                        category=DeprecationWarning)
 
 
 def list_image_folder(folder: Path, class_index: dict) -> tuple[list, list]:
