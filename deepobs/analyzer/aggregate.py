@@ -68,10 +68,28 @@ def aggregate_setting(runs: pd.DataFrame, include_diverged: bool = False) -> dic
             curves[metric] = None
             finals[metric] = np.array([])
             best[metric] = np.nan
+    row["diverged_curves"] = {} if include_diverged else diverged_curves(runs[runs["diverged"]])
     row.update({"curves": curves, "finals": finals, "best": best, "seed_curves": seed_curves,
                 "seed_train_times": list(used["train_times"]) if "train_times" in used else None,
                 "stored_speeds": None})
     return row
+
+
+def diverged_curves(runs: pd.DataFrame) -> dict:
+    """Per metric, each diverged run's curve up to its divergence (padding and NaN cut),
+    so that plots can show diverged runs apart from the statistics."""
+    out = {}
+    for _, run in runs.iterrows():
+        for metric in METRICS:
+            curve = run[metric]
+            if not isinstance(curve, np.ndarray):
+                continue
+            length = run.get("diverged_epoch")
+            if length is None or not np.isfinite(length):
+                bad = np.flatnonzero(~np.isfinite(curve))
+                length = bad[0] if bad.size else len(curve)
+            out.setdefault(metric, []).append(curve[: int(length)])
+    return out
 
 
 def best_of_curve(curve: np.ndarray, metric: str) -> float:

@@ -175,7 +175,7 @@ def _setting_row(problem: dict, optimizer: str, entry: dict, source: str) -> dic
         "diverged_seeds": entry["diverged_seeds"], "n_runs": n_used + n_diverged,
         "n_diverged": n_diverged, "n_used": n_used, "paths": [],
         "curves": curves, "finals": finals, "best": best, "seed_curves": {},
-        "seed_train_times": None, "stored_speeds": entry.get("speed"),
+        "seed_train_times": None, "stored_speeds": entry.get("speed"), "diverged_curves": {},
     }
 
 

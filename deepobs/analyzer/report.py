@@ -1,0 +1,259 @@
+"""One results tree (plus baselines) -> figures (PNG, PDF), tables (Markdown, LaTeX,
+HTML) and a self-contained report.html (images inlined, no scripts, works offline)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import pandas as pd
+
+from deepobs.analyzer import plots, tables
+from deepobs.analyzer.aggregate import aggregate, select_best
+from deepobs.analyzer.baselines import SHIPPED, load_baselines
+from deepobs.analyzer.loading import check_output, load_results
+from deepobs.analyzer.measures import (
+    R_MAX, convergence_performance, performance_profile, performance_ratios, profile_score,
+    time_to_target_table,
+)
+from deepobs.errors import DataError
+from deepobs.version import __version__
+
+
+@dataclass
+class Report:
+    """What :func:`build_report` wrote."""
+
+    html_path: Path
+    figures: list = field(default_factory=list)
+    tables: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
+
+
+@dataclass
+class _Section:
+    title: str
+    figures: list = field(default_factory=list)  # (caption, png path)
+    html: str = ""
+
+
+def _labelled(settings: pd.DataFrame, primary: str) -> pd.DataFrame:
+    """Optimizer names with the source appended for everything but the primary runs."""
+    out = settings.copy()
+    out["optimizer"] = [o if s == primary else f"{o} ({s})" for o, s in zip(out["optimizer"], out["source"])]
+    out["source"] = primary
+    return out
+
+
+def _save(fig, out_dir: Path, name: str, formats: Sequence[str], written: list) -> Path:
+    """Save a figure (always as PNG too, for the page) and return the PNG's path."""
+    paths = plots.save_figure(fig, out_dir / "figures" / name, formats=tuple(dict.fromkeys(["png", *formats])))
+    written += paths
+    return paths[0]
+
+
+def _varying(settings: pd.DataFrame) -> list:
+    """Hyperparameters that take more than one numeric value across settings."""
+    names = sorted({k for hp in settings["hyperparams"] for k in hp})
+    varying = []
+    for name in names:
+        values = {hp.get(name) for hp in settings["hyperparams"]}
+        if len(values) > 1 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            varying.append(name)
+    return varying
+
+
+def build_report(results, out_dir, baselines: Optional[str] = None, mode: str = "final",
+                 metric: str = "valid_accuracies", which: str = "mean_and_std",
+                 include_diverged: bool = False, formats: Sequence[str] = ("png", "pdf"),
+                 title: Optional[str] = None) -> Report:
+    """Write figures, tables and ``report.html`` for a results tree into ``out_dir``.
+
+    Args:
+        results: a results folder (``<problem>/<optimizer>/<setting>/*.json``).
+        out_dir: where to write; created if needed.
+        baselines: a shipped set (``deepobs-1.1``) or a path to any results tree.
+        mode, metric: how settings are selected (validation metric; see
+            :func:`rank_settings`). Shipped baselines keep their published selection
+            (the setting rerun with 10 seeds).
+        include_diverged: count diverged runs in means (off: they are shown apart).
+    """
+    started = time.perf_counter()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    check = check_output(results)
+    runs = load_results(results, source="ours")
+    if runs.empty:
+        raise DataError(f"no result files (random_seed__*.json) under {results}")
+    settings = aggregate(runs, include_diverged)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        selected = select_best(settings, mode, metric)
+    problems = sorted(settings["problem"].unique())
+    notes = [f"{r.problem} | {r.optimizer}: {r.selection_note}" for r in selected.itertuples() if r.selection_note]
+    reference = pd.DataFrame()
+    if baselines:
+        reference = load_baselines(baselines, include_diverged)
+        reference = reference[reference["problem"].isin(problems)]
+        if reference.empty:
+            notes.append(f"baselines {baselines}: none for {', '.join(problems)}")
+        else:
+            reference_mode = "most" if str(baselines) in SHIPPED else mode
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                reference_selected = select_best(reference, reference_mode, metric)
+            selected = pd.concat([selected, reference_selected], ignore_index=True)
+            settings = pd.concat([settings, reference], ignore_index=True)
+    try:
+        thresholds = convergence_performance()
+    except DataError:
+        thresholds = {}
+    written, sections = [], []
+
+    # Performance of the selected settings vs the baselines.
+    section = _Section("Performance of the selected settings")
+    for problem in problems:
+        fig = plots.plot_optimizer_performance(selected, problem, which, thresholds)
+        section.figures.append((f"{problem}: test/train loss and accuracy per epoch of each optimizer's "
+                                "selected setting (band: " + ("± std" if which == "mean_and_std" else "quartiles")
+                                + " over seeds; baselines dashed; threshold dash-dotted)",
+                                _save(fig, out_dir, f"performance_{problem}", formats, written)))
+    if len(problems) > 1:
+        fig = plots.plot_testset_performances(selected, problems, which)
+        section.figures.append(("All problems", _save(fig, out_dir, "testset_performances", formats, written)))
+    sections.append(section)
+
+    # Tables.
+    table = tables.results_table(selected, thresholds)
+    shown = tables.display_table(table)
+    (out_dir / "results.md").write_text(tables.to_markdown(shown))
+    (out_dir / "results.tex").write_text(tables.to_latex(shown, caption="Final test performance of the selected settings (mean ± std over seeds)."))
+    (out_dir / "results.html").write_text(tables.to_html(shown))
+    layout = tables.deepobs_layout(table).reset_index()
+    (out_dir / "results_deepobs_layout.md").write_text(tables.to_markdown(layout.astype(str)))
+    table.to_csv(out_dir / "results.csv", index=False)
+    written += [out_dir / n for n in ("results.md", "results.tex", "results.html",
+                                      "results_deepobs_layout.md", "results.csv")]
+    sections.insert(0, _Section("Results table", html=tables.to_html(shown)
+                                + "<p class='note'>Performance: final test accuracy (or test loss), mean ± population "
+                                "std over seeds. Speed: epochs until the test metric reaches DeepOBS's convergence "
+                                "threshold (never reached = num_epochs+1), mean over seeds.</p>"))
+
+    # Sensitivity and tuning.
+    section = _Section("Hyperparameter sensitivity and tuning")
+    fig = plots.plot_lr_sensitivity(settings[settings["lr"].notna()], problems)
+    section.figures.append(("Learning-rate sensitivity (v1.1 style): final test performance relative to the "
+                            "best learning rate", _save(fig, out_dir, "lr_sensitivity", formats, written)))
+    own = settings[settings["source"] == "ours"]
+    for problem in problems:
+        rows = own[own["problem"] == problem]
+        if "lr" in _varying(rows):
+            fig = plots.plot_hyperparameter_sensitivity(settings, problem, "lr", mode, metric)
+            section.figures.append((f"{problem}: {mode} {metric} vs learning rate (x: one seed; grey: min-max)",
+                                    _save(fig, out_dir, f"sensitivity_lr_{problem}", formats, written)))
+        for optimizer, group in rows.groupby("optimizer", sort=True):
+            varying = _varying(group)
+            if len(group) > 1:
+                fig = plots.plot_final_metric_vs_tuning_rank(settings[settings["source"] == "ours"], problem,
+                                                             optimizer, metric, mode)
+                section.figures.append((f"{problem}, {optimizer}: final metric vs tuning rank",
+                                        _save(fig, out_dir, f"tuning_rank_{problem}_{optimizer}", formats, written)))
+            if len(varying) >= 2:
+                fig = plots.plot_hyperparameter_sensitivity_2d(own, problem, optimizer, varying[:2], mode, metric)
+                section.figures.append((f"{problem}, {optimizer}: {varying[0]} x {varying[1]}",
+                                        _save(fig, out_dir, f"sensitivity_2d_{problem}_{optimizer}", formats, written)))
+    sections.append(section)
+
+    # AlgoPerf-style time to target and performance profiles.
+    combined = _labelled(settings, "ours")
+    times = time_to_target_table(combined, thresholds) if thresholds else pd.DataFrame()
+    if not times.empty:
+        times.to_csv(out_dir / "time_to_target.csv")
+        written.append(out_dir / "time_to_target.csv")
+        ratios = performance_ratios(times)
+        scores = profile_score(ratios)
+        fig = plots.plot_performance_profiles(performance_profile(ratios), scores,
+                                              title=f"Performance profiles over {len(times)} problem(s), epochs to target")
+        section = _Section("Time to target and performance profiles")
+        section.html = (tables.to_html(times.map(lambda v: "∞" if not np.isfinite(v) else f"{v:g}")
+                                       .reset_index().rename(columns={"index": "problem"}).astype(str))
+                        + f"<p class='note'>Epochs until the median seed of the fastest setting reaches the "
+                        f"convergence threshold; ratios above r_max = {R_MAX:g} count as unsolved. Integrated "
+                        "scores: " + html.escape(", ".join(f"{k} {v:.3f}" for k, v in scores.items())) + "</p>")
+        section.figures.append(("ρ(τ): fraction of problems solved within τ × the fastest time",
+                                _save(fig, out_dir, "performance_profiles", formats, written)))
+        sections.append(section)
+
+    notes += check.lines()[len(check.summary):]
+    page = _render(title or f"deepobs report: {Path(results).resolve().name}", runs, check, notes, sections,
+                   baselines, mode, metric, time.perf_counter() - started)
+    html_path = out_dir / "report.html"
+    html_path.write_text(page)
+    return Report(html_path=html_path, figures=[p for p in written if p.parent.name == "figures"],
+                  tables=[p for p in written if p.parent != out_dir / "figures"], notes=notes)
+
+
+_CSS = """
+body{font-family:-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;max-width:1200px;margin:2em auto;
+padding:0 1em;color:#222;line-height:1.45}
+h1{font-size:1.6em}h2{font-size:1.25em;border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:2em}
+table{border-collapse:collapse;font-size:.85em;margin:.8em 0}
+th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left}th{background:#f3f3f3}
+tbody tr:nth-child(even){background:#fafafa}
+figure{margin:1.2em 0}figure img{max-width:100%;height:auto;border:1px solid #eee}
+figcaption{font-size:.85em;color:#555}.note{font-size:.85em;color:#555}
+ul.notes li{font-size:.85em}code{background:#f3f3f3;padding:0 .2em}
+"""
+
+
+def _image_tag(path: Path, alt: str) -> str:
+    data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+    return f'<img src="data:image/png;base64,{data}" alt="{html.escape(alt)}">'
+
+
+def _provenance(runs: pd.DataFrame) -> str:
+    items = []
+    for column in ("deepobs_version", "torch_version", "device", "git_commit", "protocol"):
+        if column in runs:
+            values = sorted({str(v) for v in runs[column].dropna()})
+            if values:
+                items.append(f"<li>{column}: {html.escape(', '.join(values))}</li>")
+    return "<ul class='notes'>" + "".join(items) + "</ul>"
+
+
+def _render(title, runs, check, notes, sections, baselines, mode, metric, seconds) -> str:
+    parts = [f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
+             f"<meta name='viewport' content='width=device-width, initial-scale=1'>"
+             f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
+             f"<h1>{html.escape(title)}</h1>",
+             f"<p>{len(runs)} runs, {runs['problem'].nunique()} problem(s), "
+             f"{runs['optimizer'].nunique()} optimizer(s); baselines: {html.escape(str(baselines or 'none'))}; "
+             f"selection: mode <code>{html.escape(mode)}</code> on <code>{html.escape(metric)}</code> "
+             "(never the test set). Generated by deepobs "
+             f"{html.escape(__version__)} on {time.strftime('%Y-%m-%d %H:%M:%S')} in {seconds:.1f} s.</p>",
+             "<h2>Runs</h2><ul class='notes'>"
+             + "".join(f"<li>{html.escape(line)}</li>" for line in check.summary) + "</ul>",
+             _provenance(runs)]
+    if notes:
+        parts.append("<h2>Notes</h2><ul class='notes'>"
+                     + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>")
+    for section in sections:
+        parts.append(f"<h2>{html.escape(section.title)}</h2>{section.html}")
+        for caption, path in section.figures:
+            parts.append(f"<figure>{_image_tag(path, caption)}<figcaption>{html.escape(caption)}"
+                         "</figcaption></figure>")
+    parts.append("</body></html>\n")
+    return "\n".join(parts)
+
+
+def report_summary(report: Report) -> str:
+    """One line per written artefact group, for the command line."""
+    return json.dumps({"report": str(report.html_path), "figures": len(report.figures),
+                       "tables": len(report.tables), "notes": len(report.notes)})
