@@ -146,11 +146,15 @@ class LocalExecutor(Executor):
             return
         processes = list(getattr(pool, "_processes", {}).values())
         pool.shutdown(wait=False, cancel_futures=True)
+        # SIGTERM lets a run stop after its current step and save a checkpoint.
         for process in processes:
             if process.is_alive():
                 process.terminate()
         for process in processes:
-            process.join(timeout=5)
+            process.join(timeout=10)
+            if process.is_alive():
+                process.kill()
+                process.join()
 
     def close(self) -> None:
         if self._pool is not None:
@@ -206,10 +210,12 @@ class SubmititExecutor(Executor):
             ``"local"`` (a real subprocess per job) or ``"debug"`` (in this process).
         parameters: sweep-file style parameters (keys of ``SLURM_PARAMETERS``).
         poll_seconds: how often job states are polled.
+        max_requeues: how often a run stopped by a signal (preemption: SLURM sends
+            SIGTERM, the runner saves a checkpoint) is submitted again.
     """
 
     def __init__(self, folder, cluster: Optional[str] = None, parameters: Optional[dict] = None,
-                 poll_seconds: float = 5.0):
+                 poll_seconds: float = 5.0, max_requeues: int = 3):
         try:
             import submitit
         except ImportError:
@@ -229,14 +235,24 @@ class SubmititExecutor(Executor):
         self.executor.update_parameters(**converted)
         self.workers = int(parameters.get("array_parallelism") or 64)
         self.poll_seconds = poll_seconds
+        self.max_requeues = max_requeues
 
     @property
     def cluster(self) -> str:
         return self.executor.cluster
 
     def run(self, runs: list) -> Iterator[RunOutcome]:
-        if not runs:
-            return
+        pending, requeues = list(runs), 0
+        while pending:
+            interrupted = []
+            for outcome in self._run_array(pending):
+                if outcome.extra.get("interrupted") and requeues < self.max_requeues:
+                    interrupted.append(outcome.run)  # preempted: requeue, it resumes from its checkpoint
+                else:
+                    yield outcome
+            pending, requeues = interrupted, requeues + 1
+
+    def _run_array(self, runs: list) -> Iterator[RunOutcome]:
         import submitit
 
         jobs = self.executor.map_array(_SubmititRun(), list(runs))
@@ -249,7 +265,9 @@ class SubmititExecutor(Executor):
                 try:
                     outcome = job.result()
                 except Exception as error:  # the job itself failed (killed, timed out, ...)
-                    outcome = RunOutcome(spec, "failed", error=f"job {job.job_id}: {str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__}",
+                    lines = [line for line in str(error).splitlines() if line.strip()]
+                    outcome = RunOutcome(spec, "failed", error=f"job {job.job_id}: "
+                                         f"{lines[-1].strip() if lines else type(error).__name__}",
                                          details=str(error))
                 outcome.extra["job_id"] = job.job_id
                 yield outcome

@@ -190,7 +190,11 @@ class RunOutcome:
 
 
 def execute_run(run: RunSpec) -> RunOutcome:
-    """Run one spec in this process, unless its result file exists. Never raises."""
+    """Run one spec in this process, unless its result file exists. Never raises.
+
+    A run interrupted earlier (killed sweep, preempted job) resumes from the checkpoint
+    the runner left; the outcome of a run stopped by a signal is marked ``interrupted``.
+    """
     started = time.perf_counter()
     try:
         existing = run.find_result()
@@ -202,9 +206,17 @@ def execute_run(run: RunSpec) -> RunOutcome:
             raise RuntimeError(f"the run finished but wrote no file in {run.result_folder()}")
         return RunOutcome(run, "done", str(path), time.perf_counter() - started)
     except Exception as error:  # one failed run must not stop the sweep
+        from deepobs.runners.checkpoint import RunInterrupted
+
         return RunOutcome(run, "failed", None, time.perf_counter() - started,
-                          error=f"{type(error).__name__}: {error}".splitlines()[0],
-                          details=traceback.format_exc())
+                          error=_first_line(f"{type(error).__name__}: {error}"),
+                          details=traceback.format_exc(),
+                          extra={"interrupted": True} if isinstance(error, RunInterrupted) else {})
+
+
+def _first_line(text: str) -> str:
+    lines = [line for line in text.splitlines() if line.strip()]
+    return lines[0] if lines else text
 
 
 def _train(run: RunSpec) -> None:
@@ -218,7 +230,7 @@ def _train(run: RunSpec) -> None:
                data_dir=run.data_dir, output_dir=run.output_dir, weight_decay=run.weight_decay,
                train_log_interval=run.train_log_interval, skip_if_exists=True, protocol=run.protocol,
                device=run.device or WORKER_DEVICE, quiet=True, eval_batch_size=run.eval_batch_size,
-               fake_data=run.fake_data)
+               fake_data=run.fake_data, resume=True)
 
 
 # --------------------------------------------------------------------------- objective

@@ -1,0 +1,143 @@
+"""Sweep files: loading, one-line errors with line numbers, deepobs-tune --dry-run / --commands."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import textwrap
+
+import pytest
+
+from deepobs.errors import ConfigurationError
+from deepobs.tuner import load_sweep
+from deepobs.tuner.cli import main
+from deepobs.tuner.spaces import LogUniform
+
+SWEEP = textwrap.dedent("""\
+    name: demo
+    output_dir: {out}
+    problems: [quadratic_deep, {{name: two_d_beale, num_epochs: 2}}]
+    optimizers:
+      sgd:
+        lr: [1e-3, 0.01, 1]
+      momentum:
+        lr: {{log_grid: [1.0e-3, 1.0e-1, 3]}}
+        momentum: 0.9
+    seeds: [42]
+    num_epochs: 1
+    fake_data: 128
+    batch_size: 32
+    workers: 2
+    """)
+
+
+def _write(tmp_path, text, name="sweep.yaml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_load_sweep_reads_problems_optimizers_and_options(tmp_path):
+    sweep = load_sweep(_write(tmp_path, SWEEP.format(out=tmp_path / "res")))
+    assert sweep.name == "demo" and sweep.method == "grid" and sweep.workers == 2
+    assert [p.name for p in sweep.problems] == ["quadratic_deep", "two_d_beale"]
+    assert sweep.problems[1].num_epochs == 2
+    # YAML reads 1e-3 (no dot) as text and 1 as an int: both become the float lr.
+    assert sweep.searches["sgd"].space["lr"] == [0.001, 0.01, 1.0]
+    assert all(isinstance(v, float) for v in sweep.searches["sgd"].space["lr"])
+    assert sweep.searches["momentum"].space["lr"] == pytest.approx([1e-3, 1e-2, 1e-1])
+    runs = sweep.tuning_runs()
+    assert len(runs) == 2 * (3 + 3)
+    assert {run.num_epochs for run in runs if run.testproblem == "two_d_beale"} == {2}
+    assert {run.num_epochs for run in runs if run.testproblem == "quadratic_deep"} == {1}
+    assert sweep.rerun_seeds == ()
+
+
+def test_load_sweep_accepts_text_json_and_distributions():
+    text = json.dumps({"problems": ["two_d_branin"], "optimizers": {"adam": {"lr": {"log_uniform": [1e-4, 1e-1]}}},
+                       "search": "random", "budget": 5, "rerun_best": True, "search_seed": 3})
+    sweep = load_sweep(text)
+    assert isinstance(sweep.searches["adam"].space["lr"], LogUniform)
+    assert len(sweep.tuning_runs()) == 5
+    assert sweep.rerun_seeds == tuple(range(43, 52))
+    # tab-indented JSON is not YAML but still a sweep
+    assert load_sweep(json.dumps(json.loads(text), indent="\t")).searches["adam"].budget == 5
+    scipy_sweep = load_sweep("problems: [two_d_branin]\nsearch: random\nbudget: 2\n"
+                             "optimizers: {sgd: {lr: {scipy: lognorm, args: [0.5], scale: 0.01}}}\n")
+    assert all(run.hyperparams["lr"] > 0 for run in scipy_sweep.tuning_runs())
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("problems: [quadratic_deep]\noptimizers: {sgd: {lr: [0.1]}}\nbugdet: 3\n",
+     r"^sweep:3: bugdet: unknown key; did you mean: budget\?"),
+    ("problems: [quadratic_deep]\noptimizers:\n  sgd:\n    lr: [0.1, fast]\n",
+     r"^sweep:4: optimizers\.sgd\.lr\[1\]: must be a float, got 'fast'"),
+    ("problems: [quadratic_dep]\noptimizers: {sgd: {lr: [0.1]}}\n",
+     r"^sweep:1: problems\[0\]\.name: unknown problem 'quadratic_dep'"),
+    ("problems: [quadratic_deep]\noptimizers:\n  sgd:\n    learning_rate: [0.1]\n",
+     r"^sweep:4: optimizers\.sgd\.learning_rate: unknown hyperparameter of sgd"),
+    ("problems: [quadratic_deep]\noptimizers: {nosuchopt: {lr: [0.1]}}\n",
+     r"^sweep:2: optimizers\.nosuchopt: unknown optimizer"),
+    ("problems: [quadratic_deep]\noptimizers: {sgd: {lr: [0.1]}}\nsearch: random\n",
+     r"search: random search needs a budget"),
+    ("problems: [quadratic_deep]\noptimizers: {sgd: {lr: {log_uniform: [1, 0.1]}}}\n",
+     r"^sweep:2: optimizers\.sgd\.lr\.log_uniform: log_uniform needs low < high"),
+    ("problems: [quadratic_deep]\noptimizers: {sgd: {lr: {log_uniform: [0.1, 1]}}}\n",
+     r"^sweep:2: optimizers\.sgd: grid search needs a list of values for 'lr'"),
+    ("problems: [quadratic_deep]\noptimizers: {sgd: {lr: [0.1]}}\nworkers: 0\n",
+     r"^sweep:3: workers: must be an integer >= 1, got 0"),
+    ("problems: [quadratic_deep]\noptimizers: {sgd: {lr: [0.1]}}\nprotocol: 1.1\n",
+     r"protocol: sweeps select settings on the validation split"),
+    ("problems: [quadratic_deep]\noptimizers: {sgd: {lr: [0.1]}}\nslurm: {partiton: gpu}\n",
+     r"^sweep:3: slurm\.partiton: unknown SLURM setting"),
+    ("problems: [quadratic_deep]\noptimizers: {sgd: {}}\n", r"must give lr"),
+    ("problems: [quadratic_deep]\nproblems: [two_d_beale]\noptimizers: {sgd: {lr: [0.1]}}\n",
+     r"^sweep:2: problems: duplicate key"),
+    ("problems: [quadratic_deep\noptimizers: {sgd: {lr: [0.1]}}\n", r"^sweep:\d+: not valid YAML or JSON"),
+    ("- a\n- b\n", r"^sweep:1: \(top level\): a sweep is a mapping"),
+    ("", r"^sweep: the sweep is empty"),
+    ("a: &x [*x]\n", r"nested too deeply"),
+])
+def test_bad_sweeps_give_one_line_errors(text, expected):
+    with pytest.raises(ConfigurationError, match=expected) as info:
+        load_sweep(text)
+    assert "\n" not in str(info.value)
+
+
+def test_missing_file_is_a_configuration_error(tmp_path):
+    with pytest.raises(ConfigurationError, match="does not exist"):
+        load_sweep(str(tmp_path / "nope.yaml"))
+
+
+def test_cli_rejects_a_bad_sweep_with_exit_status_2_before_any_run(tmp_path, capsys):
+    path = _write(tmp_path, SWEEP.format(out=tmp_path / "res") + "mdoe: best\n")
+    assert main([str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "sweep.yaml:15: mdoe: unknown key; did you mean: mode?" in err
+    assert not (tmp_path / "res").exists()
+
+
+def test_dry_run_lists_runs_and_commands_are_deepobs_run_lines(tmp_path, capsys):
+    path = _write(tmp_path, SWEEP.format(out=tmp_path / "res"))
+    assert main([str(path), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "12 tuning runs, 0 already done" in out and "two_d_beale Momentum lr=1.e-03" in out
+    commands = tmp_path / "jobs.txt"
+    assert main([str(path), "--commands", str(commands)]) == 0
+    lines = commands.read_text().splitlines()
+    assert len(lines) == 12 and all(line.startswith("deepobs-run ") for line in lines)
+    # One of them, run through deepobs-run, lands where the sweep looks for it.
+    from deepobs.runners.cli import main as run_main
+
+    assert run_main(shlex.split(lines[-1])[1:]) == 0
+    assert main([str(path), "--dry-run"]) == 0
+    assert "12 tuning runs, 1 already done" in capsys.readouterr().out
+
+
+def test_bayesian_sweep_cannot_list_commands(tmp_path, capsys):
+    path = _write(tmp_path, "problems: [quadratic_deep]\nsearch: bayesian\nbudget: 3\n"
+                            "optimizers: {sgd: {lr: {log_uniform: [0.001, 0.1]}}}\n")
+    assert main([str(path), "--commands"]) == 2
+    assert "cannot be listed in advance" in capsys.readouterr().err
+    assert main([str(path), "--dry-run"]) == 0
+    assert "3 settings proposed by TPE" in capsys.readouterr().out
