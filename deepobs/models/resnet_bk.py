@@ -73,6 +73,7 @@ class ResNetBKConfig:
             raise ConfigurationError(f"ResNetBKConfig.v_max must be > 0, got {self.v_max}")
         if not complex(self.z).imag > 0:
             raise ConfigurationError(f"ResNetBKConfig.z must have Im z > 0, got {self.z}")
+        BKCore(self.z, self.causal, self.bk_method, self.gradient, self.grad_blend)  # checks the rest
 
 
 class MixtureOfExperts(nn.Module):
