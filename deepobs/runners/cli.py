@@ -43,13 +43,24 @@ class OneLineParser(argparse.ArgumentParser):
     def error(self, message):
         if "unrecognized arguments" in message:
             message += self._suggestions(message)
-        self.exit(2, f"{self.prog}: error: {message}\n")
+        self.exit(2, f"{self.prog}: error: {one_line(message)}\n")
 
     def _suggestions(self, message: str) -> str:
         known = [option for action in self._actions for option in action.option_strings]
         wrong = [word for word in message.split(":", 1)[1].split() if word.startswith("-")]
         hints = [close_matches(word.split("=")[0], known) for word in wrong]
         return "".join(hint for hint in hints if hint)
+
+
+def one_line(message) -> str:
+    """``message`` with every line break and control character escaped (``\\n``, ``\\x0c``),
+    so that an error naming a hostile argument still fits on one line."""
+    return "".join(character if character.isprintable() else character.encode("unicode_escape").decode()
+                   for character in str(message))
+
+
+def _error(message) -> None:
+    print(f"deepobs-run: error: {one_line(message)}", file=sys.stderr)
 
 
 def hyperparameter_flag(name: str) -> str:
@@ -194,21 +205,21 @@ def main(argv=None) -> int:
         hyperparams, args = split_hyperparameters(namespace)
         return _run(spec, hyperparams, args)
     except ConfigurationError as error:
-        print(f"deepobs-run: error: {error}", file=sys.stderr)
+        _error(error)
         return EXIT_BAD_INPUT
     except RunLockedError as error:
-        print(f"deepobs-run: error: {error}", file=sys.stderr)
+        _error(error)
         return EXIT_LOCKED
     except RunInterrupted as interruption:
-        print(f"deepobs-run: {interruption}", file=sys.stderr)
+        print(f"deepobs-run: {one_line(interruption)}", file=sys.stderr)
         return interruption.exit_status
     except KeyboardInterrupt:
         print("deepobs-run: interrupted", file=sys.stderr)
         return EXIT_NOT_RESUMABLE
     except OSError as error:  # disk full, folder removed or made read-only during the run
         where = f" ({error.filename})" if getattr(error, "filename", None) else ""
-        print(f"deepobs-run: error: could not write{where}: {error.strerror or error}; files written "
-              "before are intact (the last checkpoint too: rerun with --resume)", file=sys.stderr)
+        _error(f"could not write{where}: {error.strerror or error}; files written "
+               "before are intact (the last checkpoint too: rerun with --resume)")
         return EXIT_FAILED
 
 
