@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -27,11 +28,31 @@ def write_mnist(data_dir, folder: str = "mnist", train: int = 60, test: int = 20
     return arrays
 
 
+class Python2Pickler(pickle._Pickler):
+    """Writes ``bytes`` as Python 2 ``str`` (BINSTRING opcodes), as the official CIFAR
+    pickles were written: ``encoding="bytes"`` reads them as bytes, ``"latin1"`` as str."""
+
+    dispatch = dict(pickle._Pickler.dispatch)
+
+    def save_bytes(self, obj):
+        if len(obj) < 256:
+            self.write(pickle.SHORT_BINSTRING + bytes([len(obj)]) + obj)
+        else:
+            self.write(pickle.BINSTRING + struct.pack("<i", len(obj)) + obj)
+        self.memoize(obj)
+
+    dispatch[bytes] = save_bytes
+
+
+def dump_python2(content, path: Path) -> None:
+    with open(path, "wb") as stream:
+        Python2Pickler(stream, protocol=2).dump(content)
+
+
 def _cifar_batch(path: Path, images: np.ndarray, labels: dict) -> None:
     content = {b"data": images.reshape(len(images), -1), b"batch_label": b"testing"}
     content.update({key: list(map(int, value)) for key, value in labels.items()})
-    with open(path, "wb") as stream:
-        pickle.dump(content, stream, protocol=2)
+    dump_python2(content, path)
 
 
 def write_cifar10(data_dir, folder: str = "cifar-10", per_batch: int = 10, test: int = 10,
@@ -50,8 +71,7 @@ def write_cifar10(data_dir, folder: str = "cifar-10", per_batch: int = 10, test:
     images = rng.randint(0, 256, (test, 3, 32, 32)).astype(np.uint8)
     labels = rng.randint(0, 10, test)
     _cifar_batch(target / "test_batch", images, {b"labels": labels})
-    with open(target / "batches.meta", "wb") as stream:
-        pickle.dump({b"label_names": [f"class{k}".encode() for k in range(10)]}, stream)
+    dump_python2({b"label_names": [f"class{k}".encode() for k in range(10)]}, target / "batches.meta")
     written["train_images"] = np.concatenate(written["train_images"])
     written["train_labels"] = np.concatenate(written["train_labels"])
     written["test_images"], written["test_labels"] = images, labels
@@ -71,8 +91,7 @@ def write_cifar100(data_dir, folder: str = "cifar-100", train: int = 50, test: i
         coarse = fine // 5
         _cifar_batch(target / name, images, {b"fine_labels": fine, b"coarse_labels": coarse})
         written[name] = (images, fine)
-    with open(target / "meta", "wb") as stream:
-        pickle.dump({b"fine_label_names": [b"x"] * 100, b"coarse_label_names": [b"y"] * 20}, stream)
+    dump_python2({b"fine_label_names": [b"x"] * 100, b"coarse_label_names": [b"y"] * 20}, target / "meta")
     return written
 
 

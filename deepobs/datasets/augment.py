@@ -41,15 +41,16 @@ def random_crop_and_flip(images: torch.Tensor, size: int, generator: torch.Gener
     top = torch.randint(0, height - size + 1, (batch,), generator=generator, device=device)
     left = torch.randint(0, width - size + 1, (batch,), generator=generator, device=device)
     steps = torch.arange(size, device=device)
-    rows = top[:, None] + steps                               # (N, size)
     columns = steps.expand(batch, size)
     if flip:
         mirrored = torch.rand(batch, generator=generator, device=device) < 0.5
         columns = torch.where(mirrored[:, None], size - 1 - steps, steps)
-    columns = left[:, None] + columns                         # (N, size)
-    batch_index = torch.arange(batch, device=device)[:, None, None, None]
-    channel_index = torch.arange(channels, device=device)[None, :, None, None]
-    return images[batch_index, channel_index, rows[:, None, :, None], columns[:, None, None, :]]
+    # Flat position (row * width + column) of every output pixel in its padded image.
+    rows = (top[:, None] + steps) * width                               # (N, size)
+    flat = (rows[:, :, None] + (left[:, None] + columns)[:, None, :]).reshape(batch, 1, size * size)
+    gathered = images.reshape(batch, channels, height * width).gather(
+        2, flat.expand(batch, channels, size * size))
+    return gathered.reshape(batch, channels, size, size)
 
 
 def central_crop(images: torch.Tensor, size: int) -> torch.Tensor:
@@ -68,18 +69,16 @@ def adjust_saturation(images: torch.Tensor, factor: torch.Tensor) -> torch.Tenso
     """Scale the HSV saturation of RGB images by ``factor`` (N, 1, 1, 1), clipped to 1.
 
     In HSV every channel is ``value - value·saturation·k(hue)``, so scaling the
-    saturation by ``r = min(s·factor, 1)/s`` with hue and value fixed moves each channel
-    away from (or towards) the per-pixel maximum by ``r``: the exact result of TF's
-    RGB→HSV→RGB round trip, without the round trip. Works on any value scale.
+    saturation s = chroma/value by ``r = min(s·factor, 1)/s = min(factor, value/chroma)``
+    with hue and value fixed moves each channel away from (or towards) the per-pixel
+    maximum by ``r``: the exact result of TF's RGB→HSV→RGB round trip, without the round
+    trip. Pixels with value <= 0 have saturation 0 in TF and come out grey (r = 0).
+    Works on any value scale.
     """
     value = images.amax(dim=1, keepdim=True)
-    minimum = images.amin(dim=1, keepdim=True)
-    chroma = value - minimum
-    safe_value = torch.where(value > 0, value, torch.ones_like(value))
-    saturation = chroma / safe_value
-    new_saturation = (saturation * factor).clamp(0.0, 1.0)
-    safe_saturation = torch.where(saturation > 0, saturation, torch.ones_like(saturation))
-    ratio = torch.where(saturation > 0, new_saturation / safe_saturation, torch.ones_like(saturation))
+    chroma = value - images.amin(dim=1, keepdim=True)
+    ratio = torch.minimum(factor, value / chroma.clamp_min(1e-20))
+    ratio = torch.where(value > 0, ratio, torch.zeros((), dtype=images.dtype, device=images.device))
     return value - (value - images) * ratio
 
 
@@ -100,11 +99,11 @@ def random_contrast(images: torch.Tensor, lower: float, upper: float,
 def per_image_standardization(images: torch.Tensor) -> torch.Tensor:
     """(x - mean) / max(std, 1/sqrt(N)) over all values of each image, as TF does."""
     flat = images.flatten(1)
-    count = flat.shape[1]
-    mean = flat.mean(dim=1)
-    std = flat.var(dim=1, unbiased=False).sqrt()
-    adjusted = std.clamp_min(1.0 / math.sqrt(count))
-    return (images - mean.view(-1, 1, 1, 1)) / adjusted.view(-1, 1, 1, 1)
+    # Two passes over centred values (torch.var is much slower on CPU).
+    centred = flat - flat.mean(dim=1, keepdim=True)
+    std = centred.square().mean(dim=1, keepdim=True).sqrt_()
+    scale = std.clamp_min_(1.0 / math.sqrt(flat.shape[1]))
+    return centred.div_(scale).view_as(images)
 
 
 def distort_colors(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

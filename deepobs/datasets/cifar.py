@@ -26,6 +26,8 @@ def read_cifar_pickle(path, label_key: bytes) -> tuple[np.ndarray, np.ndarray]:
     try:
         with open(path, "rb") as stream:
             batch = pickle.load(stream, encoding="bytes")
+        # Python 2 pickles (the official ones) give bytes keys; accept str keys as well.
+        batch = {key.encode() if isinstance(key, str) else key: value for key, value in batch.items()}
         data = np.asarray(batch[b"data"], dtype=np.uint8)
         labels = np.asarray(batch[label_key], dtype=np.int64)
     except (EOFError, pickle.UnpicklingError, KeyError, TypeError, ValueError, AttributeError,
