@@ -14,6 +14,7 @@ from typing import Iterator, Optional
 import torch
 
 from deepobs.config import check_protocol
+from deepobs.errors import ConfigurationError
 
 #: Seed of the generator that carves validation splits. Fixed on purpose: the split
 #: must not depend on the run seed, so that every run sees the same validation data.
@@ -45,7 +46,10 @@ class Split:
 def carve_validation(train: Split, valid_size: int) -> tuple[Split, Split]:
     """Split ``valid_size`` examples off ``train``, the same way for every run seed."""
     if not 0 < valid_size < len(train):
-        raise ValueError(f"valid_size={valid_size} must be in (0, {len(train)})")
+        raise ConfigurationError(
+            f"cannot hold out valid_size={valid_size:,} of {len(train):,} training examples; "
+            f"it must be in (0, {len(train):,})"
+        )
     generator = torch.Generator().manual_seed(SPLIT_SEED)
     permutation = torch.randperm(len(train), generator=generator)
     valid_index, train_index = permutation[:valid_size], permutation[valid_size:]
@@ -97,7 +101,7 @@ class DataSet:
         fake_data: Optional[int] = None,
     ):
         if int(batch_size) < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
+            raise ConfigurationError(f"batch_size must be a positive integer, got {batch_size}")
         self.batch_size = int(batch_size)
         self.protocol = check_protocol(protocol)
         self.data_augmentation = bool(data_augmentation)
@@ -182,10 +186,10 @@ class DataSet:
             return self.splits["train"]
         if split not in self.splits:
             if split == "valid":
-                raise ValueError(
+                raise ConfigurationError(
                     f"{self.name}: protocol {self.protocol} has no validation split"
                 )
-            raise ValueError(f"unknown split {split!r}; allowed: train, train_eval, valid, test")
+            raise ConfigurationError(f"unknown split {split!r}; allowed: train, train_eval, valid, test")
         return self.splits[split]
 
     def _pass_index(self, split: str) -> Optional[torch.Tensor]:
