@@ -2,12 +2,14 @@
 
 Trains SGD, Momentum and Adam at their published tuned learning rates on
 ``quadratic_deep`` (no download needed) with ``--protocol 1.1``, the setting of the
-published baselines, writes DeepOBS result files and compares the final test losses
-with the published ones (reference/deepobs.md §5).
+published baselines, writes DeepOBS result files, compares the final test losses
+with the published ones (reference/deepobs.md §5) and ends with a report
+(``<output_dir>/report/report.html``: figures, tables) against the shipped baselines.
 """
 
 import argparse
 import time
+from pathlib import Path
 
 from deepobs.runners.optimizers import resolve_optimizer
 from deepobs.runners.runner import StandardRunner
@@ -25,6 +27,7 @@ def main() -> None:
     parser.add_argument("--output_dir", default="results")
     parser.add_argument("-N", "--num_epochs", type=int, default=100)
     parser.add_argument("-r", "--random_seed", type=int, default=42)
+    parser.add_argument("--report_dir", help="where the report goes (default <output_dir>/report)")
     args = parser.parse_args()
     rows = []
     for key, lr, mean, std in PUBLISHED:
@@ -40,6 +43,20 @@ def main() -> None:
     for name, lr, final, mean, std, seconds in rows:
         print(f"{name:<10} {lr:>10.4g} {final:>16.3f} {f'{mean:.2f} ± {std:.2f}':>22} {seconds:>6.1f}s")
     print(f"results in {args.output_dir}/quadratic_deep/")
+    write_report(args.output_dir, args.report_dir or str(Path(args.output_dir) / "report"))
+
+
+def write_report(output_dir: str, report_dir: str) -> None:
+    """Compare the runs with the shipped DeepOBS 1.1 baselines: figures, tables, report.html."""
+    import warnings
+
+    from deepobs.analyzer.report import build_report
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        report = build_report(output_dir, report_dir, baselines="deepobs-1.1", formats=("png", "pdf"))
+    print((Path(report_dir) / "results.md").read_text(), end="")
+    print(f"report: {report.html_path} ({len(report.figures)} figure files)")
 
 
 if __name__ == "__main__":

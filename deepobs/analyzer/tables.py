@@ -49,9 +49,12 @@ def _loss_digits(value: float) -> int:
     return 2 if math.isfinite(value) and abs(value) >= 1 else 3
 
 
-def _pm(mean: float, std: float, digits: int, scale: float = 1.0, unit: str = "") -> str:
+def _pm(mean: float, std: float, digits: int, scale: float = 1.0, unit: str = "", seeds: int = 2) -> str:
+    """``mean ± std`` (just the mean for a single seed, where a std says nothing)."""
     if mean is None or not math.isfinite(mean):
         return "—"
+    if seeds < 2:
+        return f"{mean * scale:.{digits}f}{unit}"
     return f"{mean * scale:.{digits}f} ± {std * scale:.{digits}f}{unit}"
 
 
@@ -64,8 +67,10 @@ def display_table(table: pd.DataFrame) -> pd.DataFrame:
                       for o, s in zip(table["optimizer"], table["source"])],
         "tuned lr": ["—" if lr is None or not np.isfinite(lr) else f"{lr:.3e}" for lr in table["lr"]],
         "seeds": [f"{n}" + (f" (+{d} diverged)" if d else "") for n, d in zip(table["seeds"], table["diverged"])],
-        "final test loss": [_pm(m, s, _loss_digits(m)) for m, s in zip(table["test_loss_mean"], table["test_loss_std"])],
-        "final test acc": [_pm(m, s, 2, 100.0, " %") for m, s in zip(table["test_acc_mean"], table["test_acc_std"])],
+        "final test loss": [_pm(m, s, _loss_digits(m), seeds=n) for m, s, n in
+                            zip(table["test_loss_mean"], table["test_loss_std"], table["seeds"])],
+        "final test acc": [_pm(m, s, 2, 100.0, " %", seeds=n) for m, s, n in
+                           zip(table["test_acc_mean"], table["test_acc_std"], table["seeds"])],
         "final train loss": [_number(v, 3) for v in table["train_loss_mean"]],
         "speed (epochs)": [_number(v, 1) for v in table["speed"]],
         "other hyperparameters": [", ".join(f"{k}={v}" for k, v in sorted(h.items())) or "—"
