@@ -169,3 +169,24 @@ def test_svhn_mat_label_mapping_layout_and_sizes(tmp_path):
     (flat / "test_32x32.mat").write_bytes((flat / "test_32x32.mat").read_bytes()[:500])
     with pytest.raises(DataError, match="test_32x32.mat"):
         TinySVHN(4, data_dir=flat, verify=False)
+
+
+def test_training_batches_are_reproducible_per_seed(tmp_path):
+    write_cifar10(tmp_path, per_batch=10, test=10)
+
+    def first_batch(seed):
+        data = TinyCIFAR10(8, data_dir=tmp_path, verify=False, random_seed=seed)
+        return [inputs for inputs, _ in data.batches("train")]
+
+    same, again, other = first_batch(3), first_batch(3), first_batch(4)
+    assert all(torch.equal(a, b) for a, b in zip(same, again))
+    assert not torch.equal(same[0], other[0])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_batches_are_built_on_the_run_device(tmp_path):
+    write_cifar10(tmp_path, per_batch=10, test=10)
+    data = TinyCIFAR10(8, data_dir=tmp_path, verify=False, device="cuda")
+    inputs, targets = next(data.batches("train"))
+    assert inputs.is_cuda and targets.is_cuda and inputs.dtype == torch.float32
+    assert data.splits["train"].inputs.dtype == torch.uint8 and data.splits["train"].inputs.is_cuda

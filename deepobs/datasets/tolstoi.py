@@ -20,7 +20,7 @@ import torch
 
 from deepobs.datasets.base import DataSet, Split
 from deepobs.datasets.files import cache_dir, dataset_dir, require_file, verify_file
-from deepobs.errors import DataError
+from deepobs.errors import ConfigurationError, DataError
 
 RAW_TEXT = "war-and-peace.txt"
 #: Lines DeepOBS deletes with three ``sed -i 'a,bd'`` commands, one after the other
@@ -128,7 +128,7 @@ class Tolstoi(DataSet):
     def __init__(self, batch_size, *, seq_length: int = 50, verify: bool = True,
                  train_eval_size: Optional[int] = None, **kwargs):
         if int(seq_length) < 1:
-            raise DataError(f"tolstoi: seq_length must be a positive integer, got {seq_length}")
+            raise ConfigurationError(f"tolstoi: seq_length must be a positive integer, got {seq_length}")
         self.seq_length = int(seq_length)
         self.verify = verify
         self.vocabulary: Optional[tuple] = None
