@@ -333,8 +333,10 @@ def plot_performance_profiles(profile: pd.DataFrame, scores: Optional[pd.Series]
     ax = fig.subplots()
     for optimizer in profile.columns:
         label = optimizer if scores is None else f"{optimizer} (score {scores[optimizer]:.3f})"
-        ax.step(profile.index, profile[optimizer], where="post", color=optimizer_color(str(optimizer)),
-                label=label, lw=1.8)
+        # "Adam (deepobs-1.1)": Adam's colour, dashed like every baseline.
+        base, _, source = str(optimizer).partition(" (")
+        ax.step(profile.index, profile[optimizer], "--" if source else "-", where="post",
+                color=optimizer_color(base), label=label, lw=1.8)
     ax.set_xlabel(r"$\tau$ (time / fastest time)")
     ax.set_ylabel(r"$\rho(\tau)$ (fraction of problems)")
     ax.set_ylim(-0.02, 1.02)
