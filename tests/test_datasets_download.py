@@ -151,6 +151,7 @@ def test_prepare_data_errors_are_one_line_with_exit_status_2(tmp_path, monkeypat
     assert prepare.main(["--data_dir", str(tmp_path / "d"), "--only", "mnist", "-q"]) == 2
     err = capsys.readouterr().err
     assert "cannot download http://127.0.0.1:9/a.gz" in err and "Traceback" not in err
+    assert prepare._names(["=mnist,fmnist", "svhn"], "--only") == ["mnist", "fmnist", "svhn"]
     assert prepare.main(["--only", "nonsense"]) == 2
     assert "unknown data set 'nonsense'" in capsys.readouterr().err
     locked = tmp_path / "locked"

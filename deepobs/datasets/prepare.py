@@ -157,7 +157,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _names(values, option: str) -> list:
-    names = [name for value in values or [] for name in value.replace(",", " ").split()]
+    # Also DeepOBS's shell spelling "-o=mnist" (argparse hands over "=mnist").
+    names = [name for value in values or [] for name in value.lstrip("=").replace(",", " ").split()]
     unknown = [name for name in names if name not in ALL_NAMES]
     if unknown:
         raise ConfigurationError(f"unknown data set {unknown[0]!r} in {option}; allowed: "
