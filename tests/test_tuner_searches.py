@@ -18,6 +18,17 @@ from deepobs.tuner.searches import Study, tune_studies
 TINY = dict(num_epochs=1, fake_data=256, batch_size=64)
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny runs are fastest on one thread, and the test machine's cores are shared."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 # ------------------------------------------------------------------------ spaces
 def test_grid_is_the_cartesian_product_with_fixed_values():
     points = spaces.grid_points({"lr": [0.1, 0.01, 0.001], "momentum": [0.5, 0.9], "nesterov": True})

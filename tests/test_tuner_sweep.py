@@ -31,6 +31,17 @@ SWEEP = textwrap.dedent("""\
     """)
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny runs are fastest on one thread, and the test machine's cores are shared."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _write(tmp_path, text, name="sweep.yaml"):
     path = tmp_path / name
     path.write_text(text)

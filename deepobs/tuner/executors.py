@@ -60,7 +60,7 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def _worker_init(worker_ids, devices: list, threads: int, parent_pid: int) -> None:
+def _worker_init(worker_ids, devices: list, threads: int) -> None:
     """Set up one pool worker: its device, its CPU threads, and death with the parent."""
     import torch
 
@@ -72,14 +72,15 @@ def _worker_init(worker_ids, devices: list, threads: int, parent_pid: int) -> No
         runs.WORKER_DEVICE = devices[worker_id % len(devices)]
     torch.set_num_threads(threads)
 
-    def exit_with_parent():
-        # A worker orphaned by a killed sweep must not finish a run a resumed sweep
-        # is running again (that would leave two files for one seed).
-        while os.getppid() == parent_pid:
-            time.sleep(0.5)
-        os._exit(1)
+    def exit_with_sweep():
+        # A worker orphaned by a killed sweep must not go on with a run that the resumed
+        # sweep will want to run. The sentinel closes when the sweep process exits.
+        sweep_process = multiprocessing.parent_process()
+        if sweep_process is not None:
+            sweep_process.join()
+            os._exit(1)
 
-    threading.Thread(target=exit_with_parent, daemon=True).start()
+    threading.Thread(target=exit_with_sweep, daemon=True).start()
 
 
 class LocalExecutor(Executor):
@@ -87,7 +88,7 @@ class LocalExecutor(Executor):
 
     With GPUs, worker i uses ``cuda:i`` (modulo the number of GPUs); on CPU each worker
     gets ``max(1, cores // workers)`` threads so that the workers do not oversubscribe
-    the cores. Workers are started with ``spawn`` (safe after torch has run threads).
+    the cores. Workers are forked from a forkserver (safe after torch has run threads).
     A worker that dies is replaced; its run is tried again, and failed after
     ``MAX_WORKER_DEATHS`` deaths.
 
@@ -106,14 +107,14 @@ class LocalExecutor(Executor):
         self._pool: Optional[futures.ProcessPoolExecutor] = None
 
     def _start_pool(self) -> futures.ProcessPoolExecutor:
-        context = multiprocessing.get_context("spawn")
+        context = _worker_context()
         worker_ids = context.Queue()
         # A replaced worker takes a fresh id; ids wrap onto the devices.
         for worker_id in range(self.workers * 64):
             worker_ids.put(worker_id)
         self._pool = futures.ProcessPoolExecutor(
             self.workers, mp_context=context, initializer=_worker_init,
-            initargs=(worker_ids, self.devices, self.threads, os.getpid()))
+            initargs=(worker_ids, self.devices, self.threads))
         return self._pool
 
     def run(self, runs: list) -> Iterator[RunOutcome]:
@@ -160,6 +161,19 @@ class LocalExecutor(Executor):
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
+
+
+def _worker_context():
+    """``forkserver`` with torch preloaded: workers start in milliseconds, forked from a
+    clean server process that has run no threads and touched no GPU (forking the sweep
+    process itself is unsafe once torch has run threads). ``spawn`` where there is no
+    forkserver."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    # torch._dynamo is what a first optimizer step imports (seconds); import it once.
+    context.set_forkserver_preload(["deepobs.tuner.runs", "deepobs.runners.runner", "torch._dynamo"])
+    return context
 
 
 def _default_devices() -> list:
