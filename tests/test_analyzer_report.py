@@ -52,7 +52,7 @@ def test_report_is_self_contained(report_dir):
     assert sources and all(s.startswith("data:image/png;base64,") for s in sources)
     assert "<script" not in page and "http://" not in page and "https://" not in page
     assert "corrupt file:" in page and "empty setting folder:" in page  # check_output findings
-    assert "ranked on train_losses" in page  # the selection fallback is stated
+    assert "mode <code>final</code> on <code>valid_accuracies</code> (never the test set)" in page
 
 
 def test_check_flag_and_bad_input(tmp_path, capsys):

@@ -209,7 +209,7 @@ def select_best(settings: pd.DataFrame, mode: str = "final", metric: str = "vali
             ranked = rank_settings(group, mode, metric, allow_test)
         best = ranked.iloc[0].copy()
         best["metric_used"] = ranked.attrs["metric"]
-        best["selection_note"] = ranked.attrs["note"]
+        best["selection_note"] = ranked.attrs["note"] if len(ranked) > 1 else ""  # nothing to rank
         chosen.append(best)
     if not chosen:
         return settings.iloc[0:0]

@@ -103,17 +103,19 @@ def _diverged_handle() -> Line2D:
 def plot_optimizer_performance(selected: pd.DataFrame, problem: str, which: str = "mean_and_std",
                                thresholds: Optional[dict] = None) -> Figure:
     """DeepOBS's 4-panel plot (test/train loss, test/train accuracy vs epochs) of the
-    selected setting of every optimizer on one problem, baselines dashed."""
+    selected setting of every optimizer on one problem, baselines dashed. Problems
+    without an accuracy (quadratic, VAEs) get the two loss panels only."""
     if which not in WHICH:
         raise ConfigurationError(f"unknown which {which!r}; allowed: {', '.join(WHICH)}")
     rows = selected[selected["problem"] == problem]
     if rows.empty:
         raise ConfigurationError(f"no selected settings for problem {problem!r}")
     primary = _primary(rows)
-    fig = Figure(figsize=(7, 10), layout="constrained")
-    axes = fig.subplots(4, 1, sharex=True)
+    panels = PANELS if any("test_accuracies" in r["curves"] for _, r in rows.iterrows()) else PANELS[:2]
+    fig = Figure(figsize=(7, 2.5 * len(panels)), layout="constrained")
+    axes = fig.subplots(len(panels), 1, sharex=True)
     any_diverged = any((r.get("diverged_curves") or {}) for _, r in rows.iterrows())
-    for ax, (metric, title) in zip(axes, PANELS):
+    for ax, (metric, title) in zip(axes, panels):
         _performance_panel(ax, rows, metric, title, which, primary, thresholds, problem)
     axes[-1].set_xlabel("epoch")
     handles, labels = axes[0].get_legend_handles_labels()
