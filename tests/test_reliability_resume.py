@@ -27,7 +27,7 @@ from deepobs.runners.runner import StandardRunner
 
 FORK = multiprocessing.get_context("fork")
 #: Keys that measure time or record the interruptions themselves.
-VOLATILE = {"train_times", "eval_times", "wall_time", "resumed_at"}
+VOLATILE = {"train_times", "eval_times", "wall_time", "resumed_at", "git_commit"}
 # quadratic_deep at batch size 128: 7 steps per epoch, 3 epochs = 21 steps.
 STEPS_PER_EPOCH = 7
 
