@@ -229,6 +229,10 @@ class TestProblem:
     def _eval_batches(self, phase: str):
         return self.data.eval_batches(phase)
 
+    def _reduce_eval_sums(self, loss_sum, correct_sum, count: int):
+        """Hook for data-parallel runs, which add the sums of all ranks (here: unchanged)."""
+        return loss_sum, correct_sum, count
+
     def evaluate(self, phase: str):
         """Loss (incl. L2) and accuracy over one evaluation pass of ``phase``.
 
@@ -250,6 +254,7 @@ class TestProblem:
                 if correct is not None:
                     correct_sum += correct.sum(dtype=torch.float64)
                 count += losses.shape[0]
+            loss_sum, correct_sum, count = self._reduce_eval_sums(loss_sum, correct_sum, count)
             if count == 0:
                 raise ValueError(f"{self.name}: the {phase} split has fewer examples than one batch")
             loss = (loss_sum / count).item() + float(self.get_regularization_loss())
