@@ -144,8 +144,8 @@ def performance_profile(ratios: pd.DataFrame, taus: Optional[Sequence[float]] = 
                         r_max: float = R_MAX) -> pd.DataFrame:
     """rho(tau) per optimizer: the fraction of problems with ratio <= tau."""
     taus = np.linspace(1.0, r_max, 301) if taus is None else np.asarray(taus, dtype=float)
-    values = {opt: [(ratios[opt] <= tau).mean() for tau in taus] for opt in ratios.columns}
-    return pd.DataFrame(values, index=pd.Index(taus, name="tau"))
+    solved = ratios.to_numpy(dtype=float)[None, :, :] <= taus[:, None, None]
+    return pd.DataFrame(solved.mean(axis=1), index=pd.Index(taus, name="tau"), columns=ratios.columns)
 
 
 def profile_score(ratios: pd.DataFrame, r_max: float = R_MAX) -> pd.Series:
