@@ -42,7 +42,7 @@ import torch
 from deepobs.config import DEFAULT_PROTOCOL, check_protocol, default_device
 from deepobs.errors import ConfigurationError
 from deepobs.registry import get_problem_class
-from deepobs.runners import checkpoint, results
+from deepobs.runners import checkpoint, distributed, results
 from deepobs.runners.locking import RunLock, lock_path
 from deepobs.runners.optimizers import build_optimizer
 from deepobs.version import __version__
@@ -182,13 +182,14 @@ class StandardRunner:
         _check_name("optimizer_name", self._optimizer_name)
         for name, path in (("output_dir", output_dir), ("data_dir", data_dir), ("tb_log_dir", tb_log_dir)):
             _check_path(name, path)
-        device = _check_device(device or default_device())
+        device = _check_device(distributed.rank_device(device or default_device()))
+        no_logs = no_logs or not distributed.is_main_process()  # under torchrun rank 0 writes
         if weight_decay is not None and (not isinstance(weight_decay, (int, float)) or weight_decay < 0
                                          or not math.isfinite(weight_decay)):
             raise ConfigurationError(f"weight_decay must be a finite number >= 0, got {weight_decay!r}")
         protocol = check_protocol(protocol or DEFAULT_PROTOCOL)
         training_params = self.check_training_params(**training_params)
-        self._quiet = bool(quiet)
+        self._quiet = bool(quiet) or not distributed.is_main_process()
         output_dir = output_dir or "./results"
 
         effective_wd = weight_decay if problem_class.default_weight_decay is not None else None
@@ -230,6 +231,7 @@ class StandardRunner:
                 protocol=protocol, device=device, eval_batch_size=eval_batch_size,
                 fake_data=fake_data)
             _check_batch_counts(tproblem)
+            distributed.prepare(tproblem, random_seed, resuming=resume_state is not None)
             self._checkpointer, self._resume_state = checkpointer, resume_state
             self._run_started = time.perf_counter()
             self._wall_time_before = resume_state["wall_time"] if resume_state else 0.0
@@ -373,7 +375,7 @@ class StandardRunner:
         loss = None
         while True:
             try:
-                loss = self.training_step(tproblem, optimizer)
+                loss = distributed.mean_across_ranks(self.training_step(tproblem, optimizer))
             except StopIteration:
                 break
             if step % train_log_interval == 0:
