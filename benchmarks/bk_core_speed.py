@@ -96,7 +96,7 @@ def measure(name: str, lengths, make_step, device: str, repeats: int, budget: fl
             growth: float, fits=lambda n: True) -> dict:
     """Times per N; beyond the budget (or memory), an estimate ``growth``-power of N."""
     times, estimated = {}, set()
-    last = None
+    last, guess = None, 0.0
     for n in lengths:
         if not fits(n):
             times[n] = None
@@ -109,8 +109,9 @@ def measure(name: str, lengths, make_step, device: str, repeats: int, budget: fl
                 estimated.add(n)
                 print(f"  {name:>22} N={n:>6}: ~{guess:.3g} s (estimated, over budget)", flush=True)
                 continue
-        # Long runs: one timing, no warm-up (the kernels were warmed up at smaller N).
-        long_run = n >= 16_384
+        # Runs expected to take over 10 s: one timing, no warm-up (the kernels were
+        # warmed up at the smaller N).
+        long_run = guess > 10.0
         times[n] = median_time(make_step(n), device, 1 if long_run else repeats,
                                warm_up=not long_run or last is None)
         last = n

@@ -109,6 +109,15 @@ def test_sequential_and_parallel_give_the_same_numbers_and_gradients():
     torch.testing.assert_close(results["sequential"], results["parallel"], rtol=1e-12, atol=1e-13)
 
 
+@pytest.mark.parametrize("chunk_size", [1, 2, 5, 23, 64])
+def test_chunked_scan_matches_the_recursion(chunk_size):
+    diag, upper, lower = random_tridiagonal(2, 23, seed=9)
+    shifted = diag.to(torch.complex128) - Z
+    products = (upper * lower).to(torch.complex128)
+    torch.testing.assert_close(left_ratios_parallel(shifted, products, chunk_size),
+                               left_ratios_sequential(shifted, products), rtol=1e-12, atol=1e-13)
+
+
 @pytest.mark.parametrize("method", METHODS)
 def test_causal_mode_is_causal_bit_for_bit(method):
     potential = torch.randn(2, 40)

@@ -78,23 +78,31 @@ def left_ratios_sequential(shifted: torch.Tensor, products: torch.Tensor) -> tor
     return torch.stack(ratios, dim=-1)
 
 
-def _normalise(a, b, c, d):
-    """Divide a 2×2 matrix by its largest component (a Möbius map is scale-free).
+def _rescale(*parts):
+    """Divide the entries of a 2×2 matrix (or column) by the largest of them.
 
-    The scale is detached: the map, hence every result, is invariant to it, so its
-    gradient contribution is exactly zero and need not be computed.
+    A Möbius map is scale-free, so this changes no result but keeps every product
+    bounded. The scale is detached: every result is invariant to it, so its gradient
+    contribution is exactly zero and need not be computed.
     """
     with torch.no_grad():
-        largest = torch.view_as_real(torch.stack((a, b, c, d), dim=-1)).abs().amax((-2, -1))
+        largest = torch.view_as_real(torch.stack(parts, dim=-1)).abs().amax((-2, -1))
         scale = largest.clamp_min(torch.finfo(largest.dtype).tiny).reciprocal()
-    return a * scale, b * scale, c * scale, d * scale
+    return tuple(part * scale for part in parts)
 
 
 def _compose(later, earlier):
     """The Möbius map ``later ∘ earlier`` (matrix product later·earlier), rescaled."""
     la, lb, lc, ld = later
     ea, eb, ec, ed = earlier
-    return _normalise(la * ea + lb * ec, la * eb + lb * ed, lc * ea + ld * ec, lc * eb + ld * ed)
+    return _rescale(la * ea + lb * ec, la * eb + lb * ed, lc * ea + ld * ec, lc * eb + ld * ed)
+
+
+def _apply(maps, column):
+    """``maps`` applied to a constant map [[0, top], [0, bottom]]: its new column, rescaled."""
+    a, b, c, d = maps
+    top, bottom = column
+    return _rescale(a * top + b * bottom, c * top + d * bottom)
 
 
 def _interleave(even: torch.Tensor, odd: torch.Tensor) -> torch.Tensor:
@@ -105,41 +113,60 @@ def _interleave(even: torch.Tensor, odd: torch.Tensor) -> torch.Tensor:
     return paired
 
 
-def _inclusive_scan(maps):
-    """Prefix compositions P_k = M_k ∘ … ∘ M_1 (work-efficient recursive doubling).
+def _prefix_columns(maps):
+    """Second columns (top, bottom) of the prefix compositions P_k = M_k ∘ … ∘ M_1.
 
-    Adjacent pairs are composed, the pairs are scanned recursively, and the even
-    positions are filled in from the pair prefixes: O(N) work, O(log N) depth. The
-    prefix at k is built from maps 1..k only, so the scan is exactly causal.
+    The first map must be constant ([[0, b], [0, d]]), hence so is every prefix and
+    its second column is all it holds. Work-efficient recursive doubling: adjacent
+    pairs are composed, the pairs' prefixes found recursively, and the even positions
+    filled in from them: O(N) work, O(log N) depth. The prefix at k is built from maps
+    1..k only, so the scan is exactly causal.
     """
-    n = maps[0].shape[-1]
-    if n == 1:
-        return maps
+    if maps[0].shape[-1] == 1:
+        return maps[1], maps[3]
     even = tuple(m[..., 0::2] for m in maps)
     odd = tuple(m[..., 1::2] for m in maps)
     pairs = _compose(odd, tuple(m[..., : odd[0].shape[-1]] for m in even))
-    pair_prefixes = _inclusive_scan(pairs)
-    later_even = tuple(m[..., 1:] for m in even)
-    earlier = tuple(m[..., : later_even[0].shape[-1]] for m in pair_prefixes)
-    filled = _compose(later_even, earlier)
-    even_prefixes = tuple(torch.cat([m[..., :1], f], dim=-1) for m, f in zip(even, filled))
-    return tuple(_interleave(e, o) for e, o in zip(even_prefixes, pair_prefixes))
+    pair_top, pair_bottom = _prefix_columns(pairs)
+    later = tuple(m[..., 1:] for m in even)
+    count = later[0].shape[-1]
+    top, bottom = _apply(later, (pair_top[..., :count], pair_bottom[..., :count]))
+    even_top = torch.cat([even[1][..., :1], top], dim=-1)
+    even_bottom = torch.cat([even[3][..., :1], bottom], dim=-1)
+    return _interleave(even_top, pair_top), _interleave(even_bottom, pair_bottom)
 
 
-def left_ratios_parallel(shifted: torch.Tensor, products: torch.Tensor) -> torch.Tensor:
+#: Positions per scan chunk: chunks run one after the other, so the working set of a
+#: chunk (and of its backward pass) stays in cache and the time stays linear in N.
+SCAN_CHUNK = 16_384
+
+
+def left_ratios_parallel(shifted: torch.Tensor, products: torch.Tensor,
+                         chunk_size: int = SCAN_CHUNK) -> torch.Tensor:
     """The left ratios gL_k by an associative scan over Möbius maps.
 
     Step k is the map x ↦ 1/(s_k − p_{k−1}·x), i.e. the matrix [[0, 1], [−p_{k−1}, s_k]]
     (p_0 = 0, so the first map is the constant 1/s_1). With P_k the rescaled product
     of the first k matrices, gL_k = P_k[0, 1] / P_k[1, 1]: the second column is the
-    direction of the continuants (θ_{k−1}, θ_k) without their magnitude.
+    direction of the continuants (θ_{k−1}, θ_k) without their magnitude. Sequences
+    longer than ``chunk_size`` are scanned chunk by chunk, each chunk's first map
+    composed with the prefix that ends the previous chunk.
     """
     zero = torch.zeros_like(shifted[..., :1])
     previous = torch.cat([zero, products.to(shifted.dtype)], dim=-1)
-    maps = (torch.zeros_like(shifted), torch.ones_like(shifted), -previous, shifted)
-    maps = _normalise(*maps)
-    _, b, _, d = _inclusive_scan(maps)
-    return b / d
+    maps = _rescale(torch.zeros_like(shifted), torch.ones_like(shifted), -previous, shifted)
+    tops, bottoms, carried = [], [], None
+    for start in range(0, shifted.shape[-1], chunk_size):
+        chunk = tuple(m[..., start:start + chunk_size] for m in maps)
+        if carried is not None:
+            top, bottom = _apply(tuple(m[..., :1] for m in chunk), carried)
+            chunk = (torch.cat([zero, chunk[0][..., 1:]], dim=-1), torch.cat([top, chunk[1][..., 1:]], dim=-1),
+                     torch.cat([zero, chunk[2][..., 1:]], dim=-1), torch.cat([bottom, chunk[3][..., 1:]], dim=-1))
+        top, bottom = _prefix_columns(chunk)
+        carried = (top[..., -1:], bottom[..., -1:])
+        tops.append(top)
+        bottoms.append(bottom)
+    return torch.cat(tops, dim=-1) / torch.cat(bottoms, dim=-1)
 
 
 def _left_ratios(shifted, products, method: str) -> torch.Tensor:
