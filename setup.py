@@ -25,6 +25,8 @@ setup(
     extras_require={
         # Sweeps: Bayesian search and SLURM.
         "tune": ["optuna>=3", "submitit>=1.5"],
+        # Documentation: make docs.
+        "docs": ["sphinx>=7", "myst-parser>=2", "furo>=2024.1"],
         "test": ["pytest>=7", "pytest-timeout>=2.1", "hypothesis>=6", "optuna>=3", "submitit>=1.5"],
     },
     entry_points={

@@ -1,0 +1,35 @@
+"""Sphinx configuration of the deepobs documentation (``make docs`` builds it)."""
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+project = "deepobs"
+author = "the deepobs authors"
+copyright = "2026, the deepobs authors"
+release = (ROOT / "VERSION").read_text().strip()
+version = ".".join(release.split(".")[:2])
+
+extensions = [
+    "myst_parser",
+    "sphinx.ext.autodoc",
+    "sphinx.ext.napoleon",
+]
+source_suffix = {".md": "markdown", ".rst": "restructuredtext"}
+exclude_patterns = ["_build"]
+myst_enable_extensions = ["colon_fence"]
+myst_heading_anchors = 3
+
+# The API reference comes from the Google-style docstrings.
+napoleon_google_docstring = True
+napoleon_numpy_docstring = False
+autodoc_member_order = "bysource"
+autodoc_typehints = "description"
+autodoc_default_options = {"members": True, "show-inheritance": True}
+# Inherited docstrings (torch.nn.Module.forward, autograd.Function) are torch's, not ours.
+autodoc_inherit_docstrings = False
+
+html_theme = "furo"
+html_title = f"deepobs {release}"
