@@ -94,3 +94,15 @@ def test_bad_mode_and_metric_are_one_line_errors(settings):
         rank_settings(settings, "fastest")
     with pytest.raises(ConfigurationError, match="unknown metric 'valid_acc'"):
         rank_settings(settings, "final", "valid_acc")
+
+
+def test_protocols_are_ranked_apart(tmp_path):
+    from analyzer_fixtures import run_dict, write_run
+
+    write_run(tmp_path, run_dict("toy_class", "SGD", 0.1, 42, [.1, .5, .7], [.1, .5, .6]))
+    write_run(tmp_path, run_dict("toy_class", "SGD", 0.1, 42, [.1, .5, .7], [.1, .5, .6], protocol="1.1"),
+              setting="num_epochs__2__batch_size__8__lr__0.1__protocol__1.1")
+    chosen = select_best(aggregate(load_results(tmp_path)), "final", "valid_accuracies")
+    assert sorted(chosen["optimizer"]) == ["SGD [protocol 1.1]", "SGD [protocol 1.2]"]
+    assert dict(zip(chosen["protocol"], chosen["metric_used"])) == {"1.1": "train_accuracies",
+                                                                    "1.2": "valid_accuracies"}

@@ -203,7 +203,9 @@ def select_best(settings: pd.DataFrame, mode: str = "final", metric: str = "vali
     """The rank-1 setting of every (source, problem, optimizer), with ``metric_used`` and
     ``selection_note`` columns saying how it was chosen."""
     chosen = []
-    for _, group in settings.groupby(["source", "problem", "optimizer"], sort=True):
+    # Protocols are never mixed: 1.1 (no validation split) and 1.2 settings are ranked
+    # apart, and where both exist the optimizer is shown as e.g. "SGD [protocol 1.1]".
+    for _, group in settings.groupby(["source", "problem", "optimizer", "protocol"], sort=True):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             ranked = rank_settings(group, mode, metric, allow_test)
@@ -213,7 +215,11 @@ def select_best(settings: pd.DataFrame, mode: str = "final", metric: str = "vali
         chosen.append(best)
     if not chosen:
         return settings.iloc[0:0]
-    return pd.DataFrame(chosen).reset_index(drop=True)
+    chosen = pd.DataFrame(chosen).reset_index(drop=True)
+    both = chosen.duplicated(["source", "problem", "optimizer"], keep=False)
+    chosen.loc[both, "optimizer"] = [f"{o} [protocol {p}]" for o, p in
+                                     zip(chosen.loc[both, "optimizer"], chosen.loc[both, "protocol"])]
+    return chosen
 
 
 def performance_metric(row) -> str:

@@ -37,6 +37,7 @@ def metric_label(metric: str) -> str:
 
 def optimizer_color(name: str) -> str:
     """The colour of an optimizer: fixed for known names, else stable per name."""
+    name = name.split(" [")[0]  # "SGD [protocol 1.1]" is still SGD
     if name in KNOWN_COLORS:
         return KNOWN_COLORS[name]
     return OTHER_COLORS[zlib.crc32(name.encode()) % len(OTHER_COLORS)]
