@@ -21,6 +21,8 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["deepobs", "deepobs.*"]),
     include_package_data=True,
+    # The shipped baselines (deepobs/analyzer/data links to baselines/).
+    package_data={"deepobs.analyzer": ["data/*/*.json", "data/*/LICENSE", "data/*/README.md"]},
     install_requires=REQUIREMENTS,
     extras_require={
         # Sweeps: Bayesian search and SLURM.
