@@ -228,6 +228,8 @@ class DataSet:
         # batch size would see, whatever batch size is used to compute them.
         usable = self.num_batches(split) * self.batch_size
         train_like = split in ("train", "train_eval") and self.data_augmentation
+        if train_like:  # whole training-size chunks keep the augmentation draws unchanged
+            batch_size = max(1, batch_size // self.batch_size) * self.batch_size
         if index is not None:
             index = index[:usable].to(self.device)
         for start in range(0, usable, batch_size):
@@ -237,7 +239,19 @@ class DataSet:
             else:
                 batch_index = index[start:stop]
                 inputs, targets = data.inputs[batch_index], data.targets[batch_index]
-            yield self.transform_batch(inputs, train=train_like), targets
+            yield self._transform_in_training_chunks(inputs, train_like), targets
+
+    def _transform_in_training_chunks(self, inputs: torch.Tensor, train: bool) -> torch.Tensor:
+        """``transform_batch``; an augmented batch larger than the training batch size is
+        transformed in training-size chunks, so the augmentation draws (and the generator
+        state after the pass) are those of training-size batches: a train-eval pass at a
+        larger ``eval_batch_size`` sees the very same augmented images."""
+        if not train or inputs.shape[0] <= self.batch_size:
+            return self.transform_batch(inputs, train=train)
+        chunks = [self.transform_batch(chunk, train=True) for chunk in inputs.split(self.batch_size)]
+        if not all(isinstance(chunk, torch.Tensor) for chunk in chunks):  # e.g. deferred decoding
+            return self.transform_batch(inputs, train=train)
+        return torch.cat(chunks)
 
     def eval_batches(self, split: str) -> Iterator[tuple]:
         """Batches of an evaluation pass, at ``eval_batch_size``.

@@ -33,7 +33,7 @@ RUNNER_FLAGS = {
     "train_log_interval", "print_train_iter", "tb_log", "tb_log_dir", "skip_if_exists",
     "lr_sched_epochs", "lr_sched_factors", "protocol", "device", "quiet", "eval_batch_size",
     "list", "verbose", "list_optimizers", "help", "fake_data", "resume", "overwrite",
-    "keep_checkpoints", "checkpoint_every",
+    "keep_checkpoints", "checkpoint_every", "amp", "compile", "compile_mode", "channels_last",
 }
 
 
@@ -126,6 +126,13 @@ def build_run_parser(hyperparameter_names: dict, optimizer_flag: bool = True,
     parser.add_argument("--fake_data", type=int, metavar="N",
                         help="train on N random examples of the real shape (tests, benchmarks)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar or log lines")
+    speed = parser.add_argument_group("speed options (off by default; see docs/performance.md)")
+    speed.add_argument("--amp", choices=["bf16"],
+                       help="mixed precision (bfloat16 autocast); changes the numerics, recorded in the result")
+    speed.add_argument("--compile", dest="compile_mode", nargs="?", const="default",
+                       choices=["default", "reduce-overhead", "max-autotune"],
+                       help="torch.compile the model (mode default; reduce-overhead uses CUDA graphs)")
+    speed.add_argument("--channels_last", action="store_true", help="channels-last memory layout (conv nets)")
     faults = parser.add_argument_group("interruption and resumption")
     faults.add_argument("--resume", action="store_true",
                         help="continue an interrupted run from its checkpoint")

@@ -100,7 +100,9 @@ class StandardRunner:
             quiet: Optional[bool] = None, eval_batch_size: Optional[int] = None,
             fake_data: Optional[int] = None, resume: Optional[bool] = None,
             overwrite: Optional[bool] = None, keep_checkpoints: Optional[bool] = None,
-            checkpoint_every: Optional[int] = None, **training_params) -> Optional[dict]:
+            checkpoint_every: Optional[int] = None, amp: Optional[str] = None,
+            compile_mode: Optional[str] = None, channels_last: Optional[bool] = None,
+            **training_params) -> Optional[dict]:
         """Run one problem and return the output dict (None when skipped).
 
         As in DeepOBS, if ``testproblem`` or a required hyperparameter is missing, the
@@ -117,6 +119,12 @@ class StandardRunner:
         unless ``overwrite`` (start again, replace the result) or ``skip_if_exists``.
         SIGTERM and SIGINT stop the run after the current step with a checkpoint and
         raise :class:`~deepobs.runners.checkpoint.RunInterrupted`.
+
+        Speed options (off by default; see docs/performance.md): ``amp="bf16"``
+        (bfloat16 autocast: changes the numerics, so it is written to the result and
+        to the configuration hash), ``compile_mode`` (``torch.compile`` mode, e.g.
+        ``"default"`` or ``"reduce-overhead"``), ``channels_last`` (conv nets).
+        ``eval_batch_size`` None picks :meth:`TestProblem.auto_eval_batch_size`.
         """
         hyperparams = dict(hyperparams or {})
         missing = [name for name, spec in self._hyperparameter_names.items()
@@ -143,6 +151,9 @@ class StandardRunner:
             overwrite = overwrite if overwrite is not None else parsed.get("overwrite")
             keep_checkpoints = keep_checkpoints if keep_checkpoints is not None else parsed.get("keep_checkpoints")
             checkpoint_every = checkpoint_every if checkpoint_every is not None else parsed.get("checkpoint_every")
+            amp = amp or parsed.get("amp")
+            compile_mode = compile_mode or parsed.get("compile_mode")
+            channels_last = channels_last if channels_last is not None else parsed.get("channels_last")
             for name in self.training_param_names():
                 if training_params.get(name) is None and parsed.get(name) is not None:
                     training_params[name] = parsed[name]
@@ -179,6 +190,7 @@ class StandardRunner:
             if fake_data > MAX_FAKE_DATA:
                 raise ConfigurationError(f"fake_data must be at most {MAX_FAKE_DATA:,}, got {fake_data}")
         _check_hyperparameter_values(hyperparams)
+        _check_performance_options(amp, compile_mode)
         _check_name("optimizer_name", self._optimizer_name)
         for name, path in (("output_dir", output_dir), ("data_dir", data_dir), ("tb_log_dir", tb_log_dir)):
             _check_path(name, path)
@@ -206,6 +218,8 @@ class StandardRunner:
         config = checkpoint.run_config(
             testproblem, batch_size, num_epochs, effective_wd, self._optimizer_name,
             _qualified_name(self._optimizer_class), hyperparams, training_params, protocol, fake_data)
+        if amp is not None:  # mixed precision changes the numbers: runs must not be merged
+            config["amp"] = amp
 
         lock = None if no_logs else RunLock(lock_path(run_folder, random_seed)).acquire()
         try:
@@ -230,6 +244,8 @@ class StandardRunner:
                 testproblem, batch_size, weight_decay, random_seed, data_dir=data_dir,
                 protocol=protocol, device=device, eval_batch_size=eval_batch_size,
                 fake_data=fake_data)
+            tproblem.set_performance_options(amp=amp, channels_last=bool(channels_last),
+                                             compile_mode=compile_mode)
             _check_batch_counts(tproblem)
             distributed.prepare(tproblem, random_seed, resuming=resume_state is not None)
             self._checkpointer, self._resume_state = checkpointer, resume_state
@@ -246,6 +262,9 @@ class StandardRunner:
                 output, testproblem, batch_size, num_epochs, random_seed, weight_decay, hyperparams,
                 train_log_interval, protocol, tproblem, wall_time, fake_data,
                 **training_params)
+            output.update(amp=amp, compile=compile_mode, channels_last=bool(channels_last),
+                          eval_batch_size=tproblem.data.eval_batch_size,
+                          num_threads=torch.get_num_threads())
             output["config_hash"] = checkpoint.config_hash(config)
             output["git_commit"] = checkpoint.git_commit()
             output["resumed_at"] = list(resume_state["resumed_at"]) + [
@@ -739,6 +758,17 @@ def _check_hyperparameter_values(hyperparams: dict) -> None:
                 raise ConfigurationError(f"hyperparameter {name} must be finite, got {value!r}")
             if isinstance(item, str):
                 _check_name(f"hyperparameter {name}", item, allow_empty=True)
+
+
+def _check_performance_options(amp, compile_mode) -> None:
+    """``amp`` and ``compile_mode`` name known modes (before any data is loaded)."""
+    from deepobs.testproblems.base import AMP_DTYPES, COMPILE_MODES
+
+    if amp is not None and amp not in AMP_DTYPES:
+        raise ConfigurationError(f"amp must be one of {', '.join(AMP_DTYPES)}, got {amp!r}")
+    if compile_mode is not None and compile_mode not in COMPILE_MODES:
+        raise ConfigurationError(
+            f"compile mode must be one of {', '.join(COMPILE_MODES)}, got {compile_mode!r}")
 
 
 def _check_name(what: str, value: str, allow_empty: bool = False) -> None:

@@ -8,6 +8,7 @@ than ``loss_function(net(x), y)``, ``_compute``.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from typing import Optional
 
@@ -18,6 +19,15 @@ from deepobs.config import DEFAULT_PROTOCOL, check_protocol, default_device
 from deepobs.errors import ConfigurationError
 
 PHASES = ("train", "train_eval", "valid", "test")
+
+#: Automatic evaluation batch: about this many examples per batch ...
+AUTO_EVAL_EXAMPLES = 1024
+#: ... but no more input values than this per batch (keeps big images at the training size).
+AUTO_EVAL_INPUT_VALUES = 2 ** 22
+#: Mixed-precision modes of :meth:`TestProblem.set_performance_options`.
+AMP_DTYPES = {"bf16": torch.bfloat16}
+#: ``torch.compile`` modes (``reduce-overhead`` uses CUDA graphs on a GPU).
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 
 
 class TestProblem:
@@ -51,6 +61,10 @@ class TestProblem:
     dataset_name: str = ""
     model_name: str = ""
     loss_name: str = ""
+    #: Evaluation results do not depend on how examples are grouped into batches (no
+    #: state carried from batch to batch, no random draws): an automatic, larger
+    #: ``eval_batch_size`` then gives the same numbers, faster.
+    batch_independent_eval: bool = True
 
     def __init__(self, batch_size: Optional[int] = None, weight_decay: Optional[float] = None, *,
                  data_dir: Optional[str] = None, protocol: str = DEFAULT_PROTOCOL,
@@ -80,6 +94,8 @@ class TestProblem:
         self.phase: Optional[str] = None
         self._iterator = None
         self._regularized_params: list = []
+        self._autocast_dtype: Optional[torch.dtype] = None
+        self._channels_last = False
 
     # ----------------------------------------------------------- to be defined
     def _build_data(self, **dataset_kwargs):
@@ -145,7 +161,65 @@ class TestProblem:
         self._regularized_params = [
             (factor, params) for factor, params in self.get_regularization_groups().items()
         ]
+        if self._eval_batch_size is None:
+            self.data.eval_batch_size = self.auto_eval_batch_size()
         return self
+
+    def auto_eval_batch_size(self) -> int:
+        """The evaluation batch size used when none is given.
+
+        A multiple of the training batch size near ``AUTO_EVAL_EXAMPLES`` examples
+        (fewer for big inputs) when results do not depend on the batching
+        (``batch_independent_eval``); else the training batch size (e.g. an LSTM whose
+        state runs from batch to batch, or a model drawing random noise).
+        """
+        if not self.batch_independent_eval or getattr(self.data, "stateful", False):
+            return self._batch_size
+        values = 1
+        for size in getattr(self.data, "input_shape", ()) or ():
+            values *= int(size)
+        target = min(AUTO_EVAL_EXAMPLES, max(1, AUTO_EVAL_INPUT_VALUES // max(values, 1)))
+        return self._batch_size * max(1, target // self._batch_size)
+
+    def set_performance_options(self, amp: Optional[str] = None, channels_last: bool = False,
+                                compile_mode: Optional[str] = None) -> "TestProblem":
+        """Speed options, all off by default; call after :meth:`set_up`.
+
+        Args:
+            amp: ``"bf16"``: forward passes under bfloat16 autocast (training and
+                evaluation). Changes the numerics: results are not comparable
+                bit-for-bit with float32 baselines.
+            channels_last: conv nets (4-D inputs) in channels-last memory layout;
+                same numbers up to float rounding.
+            compile_mode: ``torch.compile`` the model in place (state-dict keys
+                unchanged); one of ``COMPILE_MODES``. Same numbers up to float rounding.
+        """
+        if amp is not None and amp not in AMP_DTYPES:
+            raise ConfigurationError(f"amp must be one of {', '.join(AMP_DTYPES)} or None, got {amp!r}")
+        if compile_mode is not None and compile_mode not in COMPILE_MODES:
+            raise ConfigurationError(
+                f"compile mode must be one of {', '.join(COMPILE_MODES)}, got {compile_mode!r}")
+        if self.net is None:
+            raise RuntimeError(f"{self.name}: call set_up() before set_performance_options()")
+        self._autocast_dtype = AMP_DTYPES[amp] if amp is not None else None
+        self._channels_last = bool(channels_last)
+        if self._channels_last:
+            self.net.to(memory_format=torch.channels_last)
+        if compile_mode is not None:
+            self.net.compile(mode=None if compile_mode == "default" else compile_mode)
+        return self
+
+    def _fast_context(self):
+        """Autocast context of the ``amp`` option (a no-op without it)."""
+        if self._autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self._device.type, dtype=self._autocast_dtype)
+
+    def _layout(self, inputs):
+        """Inputs in the memory layout of the ``channels_last`` option."""
+        if self._channels_last and isinstance(inputs, torch.Tensor) and inputs.dim() == 4:
+            return inputs.contiguous(memory_format=torch.channels_last)
+        return inputs
 
     def num_parameters(self) -> int:
         """Trainable parameters of the model (builds a model if none is set up)."""
@@ -203,10 +277,15 @@ class TestProblem:
             raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
         inputs, targets = self._get_next_batch()
 
+        inputs = self._layout(inputs)
+
         def closure():
             context = torch.enable_grad() if self.phase == "train" else torch.no_grad()
             with context:
-                losses, correct = self._compute(inputs, targets)
+                with self._fast_context():
+                    losses, correct = self._compute(inputs, targets)
+                if self._autocast_dtype is not None:
+                    losses = losses.float()
                 if reduction == "mean":
                     loss = losses.mean()
                 elif reduction == "sum":
@@ -249,7 +328,8 @@ class TestProblem:
             correct_sum = torch.zeros((), dtype=torch.float64, device=self._device)
             count = 0
             for inputs, targets in self._eval_batches(phase):
-                losses, correct = self._compute(inputs, targets)
+                with self._fast_context():
+                    losses, correct = self._compute(self._layout(inputs), targets)
                 loss_sum += losses.sum(dtype=torch.float64)
                 if correct is not None:
                     correct_sum += correct.sum(dtype=torch.float64)

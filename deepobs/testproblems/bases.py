@@ -60,6 +60,7 @@ class VAEProblem(DataSetProblem):
     """
 
     has_accuracy = False
+    batch_independent_eval = False  # evaluation draws latent noise: batching changes the draws
     model_name = "VAE (latent 8, log-std head)"
     loss_name = "squared error (sum over pixels) + KL"
 
