@@ -7,7 +7,8 @@ N = 65,536. Two implementations give the same numbers:
 
 * ``"sequential"``: the recursion as a Python loop over positions (the reference);
 * ``"parallel"``: an associative scan over Möbius maps (2×2 matrices, rescaled after
-  every product so that they cannot overflow), O(N) work and O(log N) depth.
+  every product so that they cannot overflow), O(N) work and O(log N) depth within
+  chunks of :data:`SCAN_CHUNK` positions, the chunks run one after the other.
 
 Two modes: ``causal=True`` returns the left ratio gL_k = [(H_{1:k,1:k} − z)⁻¹]_kk,
 which depends only on the diagonal entries 1..k (the feature of the causal language
@@ -20,10 +21,11 @@ blended with its heuristic term, kept only for ablations (see :class:`HybridGrad
 
 from __future__ import annotations
 
-from typing import Optional, Union
+from typing import Union
 
 import torch
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 from deepobs.errors import ConfigurationError
 
@@ -141,19 +143,10 @@ def _prefix_columns(maps):
 SCAN_CHUNK = 16_384
 
 
-def left_ratios_parallel(shifted: torch.Tensor, products: torch.Tensor,
-                         chunk_size: int = SCAN_CHUNK) -> torch.Tensor:
-    """The left ratios gL_k by an associative scan over Möbius maps.
-
-    Step k is the map x ↦ 1/(s_k − p_{k−1}·x), i.e. the matrix [[0, 1], [−p_{k−1}, s_k]]
-    (p_0 = 0, so the first map is the constant 1/s_1). With P_k the rescaled product
-    of the first k matrices, gL_k = P_k[0, 1] / P_k[1, 1]: the second column is the
-    direction of the continuants (θ_{k−1}, θ_k) without their magnitude. Sequences
-    longer than ``chunk_size`` are scanned chunk by chunk, each chunk's first map
-    composed with the prefix that ends the previous chunk.
-    """
+def _scan_left_ratios(shifted: torch.Tensor, products: torch.Tensor, chunk_size: int) -> torch.Tensor:
+    """Forward of :func:`left_ratios_parallel` (no autograd graph is recorded)."""
     zero = torch.zeros_like(shifted[..., :1])
-    previous = torch.cat([zero, products.to(shifted.dtype)], dim=-1)
+    previous = torch.cat([zero, products], dim=-1)
     maps = _rescale(torch.zeros_like(shifted), torch.ones_like(shifted), -previous, shifted)
     tops, bottoms, carried = [], [], None
     for start in range(0, shifted.shape[-1], chunk_size):
@@ -167,6 +160,71 @@ def left_ratios_parallel(shifted: torch.Tensor, products: torch.Tensor,
         tops.append(top)
         bottoms.append(bottom)
     return torch.cat(tops, dim=-1) / torch.cat(bottoms, dim=-1)
+
+
+def linear_recurrence(coefficients: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+    """x_j = a_j·x_{j−1} + b_j along the last axis, x_0 = b_0, by recursive doubling.
+
+    Args:
+        coefficients: a_1..a_{N−1}, shape (..., N−1).
+        inputs: b_0..b_{N−1}, shape (..., N).
+    """
+    if inputs.shape[-1] == 1:
+        return inputs
+    # Pad a_0 = 0 so that position j pairs a_j with b_j.
+    padded = torch.cat([torch.zeros_like(inputs[..., :1]), coefficients], dim=-1)
+    even_a, odd_a = padded[..., 0::2], padded[..., 1::2]
+    even_b, odd_b = inputs[..., 0::2], inputs[..., 1::2]
+    half = odd_a.shape[-1]
+    pair_a = odd_a * even_a[..., :half]
+    pair_x = linear_recurrence(pair_a[..., 1:], odd_a * even_b[..., :half] + odd_b)
+    count = even_a.shape[-1] - 1
+    even_x = torch.cat([even_b[..., :1], even_a[..., 1:] * pair_x[..., :count] + even_b[..., 1:]], dim=-1)
+    return _interleave(even_x, pair_x)
+
+
+class _ParallelLeftRatios(torch.autograd.Function):
+    """Left ratios by the Möbius scan, with the exact adjoint as backward.
+
+    Recording autograd through the scan would keep O(N) intermediate tensors per
+    level alive until the backward pass; the adjoint needs only the ratios. With
+    gL_k = 1/(s_k − p_{k−1}·gL_{k−1}) and λ the gradient with respect to gL:
+    λ_{k−1} = g_{k−1} + conj(gL_k²·p_{k−1})·λ_k (a linear recurrence, scanned in
+    parallel too), ∂L/∂s_k = −conj(gL_k²)·λ_k, ∂L/∂p_{k−1} = conj(gL_k²·gL_{k−1})·λ_k.
+    """
+
+    @staticmethod
+    def forward(ctx, shifted, products, chunk_size):
+        ratios = _scan_left_ratios(shifted, products, chunk_size)
+        ctx.save_for_backward(ratios, products)
+        return ratios
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_ratios):
+        ratios, products = ctx.saved_tensors
+        square = ratios * ratios
+        coupling = (square[..., 1:] * products).conj()
+        adjoint = linear_recurrence(coupling.flip(-1), grad_ratios.flip(-1)).flip(-1)
+        grad_shifted = -square.conj() * adjoint
+        grad_products = (square[..., 1:] * ratios[..., :-1]).conj() * adjoint[..., 1:]
+        return grad_shifted, grad_products, None
+
+
+def left_ratios_parallel(shifted: torch.Tensor, products: torch.Tensor,
+                         chunk_size: int = SCAN_CHUNK) -> torch.Tensor:
+    """The left ratios gL_k by an associative scan over Möbius maps.
+
+    Step k is the map x ↦ 1/(s_k − p_{k−1}·x), i.e. the matrix [[0, 1], [−p_{k−1}, s_k]]
+    (p_0 = 0, so the first map is the constant 1/s_1). With P_k the rescaled product
+    of the first k matrices, gL_k = P_k[0, 1] / P_k[1, 1]: the second column is the
+    direction of the continuants (θ_{k−1}, θ_k) without their magnitude. Sequences
+    longer than ``chunk_size`` are scanned chunk by chunk, each chunk's first map
+    composed with the prefix that ends the previous chunk. The gradient is exact
+    (an adjoint scan, see :class:`_ParallelLeftRatios`); it is not twice differentiable.
+    """
+    products = products.to(shifted.dtype).expand(*shifted.shape[:-1], shifted.shape[-1] - 1)
+    return _ParallelLeftRatios.apply(shifted, products, chunk_size)
 
 
 def _left_ratios(shifted, products, method: str) -> torch.Tensor:
