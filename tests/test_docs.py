@@ -1,0 +1,175 @@
+"""The documentation is tested like code: every shell and Python code block of the
+pages in docs/ runs, in order, in a fresh folder, and must succeed.
+
+Conventions of the pages (MyST Markdown):
+
+* ```` ```bash ```` and ```` ```python ```` blocks are run; other languages (yaml, json,
+  text) are not, except that a block whose first line is ``# file: NAME`` is written
+  to NAME first, so that later commands can use it (sweep files);
+* a block that cannot run here (downloads, SLURM, ``make``) is written as
+  ```` ```{code-block} bash ```` with the option ``:class: no-test``; that set is kept
+  small and listed in :data:`NO_TEST_EXPECTED`;
+* tiny settings: before running, :data:`TINY` rewrites epochs, grids and seeds (e.g.
+  ``-N 100`` -> ``-N 1``); nothing else is changed.
+
+Shell blocks of one page run as one bash script (``set -e``), Python blocks as their
+own interpreter, with the project's ``bin`` folder first on PATH and ``examples/``
+linked into the folder. Running the pages takes minutes, so those tests are marked
+slow; the Sphinx build itself is ``make docs`` (warnings are errors).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+#: Pages whose blocks are not run here, and why.
+EXCLUDED_PAGES = {
+    "api.md": "autodoc directives only",
+    "changelog.md": "includes CHANGELOG.md",
+    "performance.md": "benchmark commands of the performance issue (minutes each, GPU figures)",
+}
+RUN_LANGUAGES = {"bash": "bash", "shell": "bash", "sh": "bash", "python": "python"}
+#: Tiny settings: (pattern, replacement) applied to every block that runs.
+TINY = [
+    (r"(?<![\w-])(-N|--num_epochs) \d+", r"\1 1"),
+    (r"\bnum_epochs=\d+", "num_epochs=1"),
+    (r"^(\s*num_epochs:) \d+", r"\1 1"),
+    (r"--seeds( \d+)+", "--seeds 42"),
+    (r"--grid_points \d+", "--grid_points 2"),
+    (r"--rerun_seeds \d+", "--rerun_seeds 1"),
+    (r"(log_grid: \[[^,\]]+, [^,\]]+,) \d+\]", r"\1 2]"),
+    (r"range\(42, 52\)", "range(42, 43)"),
+    (r"n_runs=\d+", "n_runs=1"),
+]
+#: The blocks marked no-test, per page (a new one must be added here on purpose).
+NO_TEST_EXPECTED = {
+    "quickstart.md": 1,
+    "benchmarking.md": 3,
+    "datasets.md": 1,
+    "migration.md": 1,
+}
+FENCE = re.compile(r"^(`{3,})\s*(\{code-block\}\s*)?([\w-]*)\s*$")
+
+
+@dataclass
+class Block:
+    page: str
+    line: int
+    language: str
+    options: dict
+    text: str
+
+    @property
+    def runs(self) -> bool:
+        return self.language in RUN_LANGUAGES and "no-test" not in self.options.get("class", "")
+
+    @property
+    def file_name(self):
+        first = self.text.splitlines()[0] if self.text else ""
+        return first[len("# file:"):].strip() if first.startswith("# file:") else None
+
+
+def parse_blocks(page: Path) -> list:
+    """The fenced code blocks of a MyST page, with their options (``:class: no-test``)."""
+    blocks, lines, index = [], page.read_text().splitlines(), 0
+    while index < len(lines):
+        match = FENCE.match(lines[index])
+        if not match or not match.group(3) and not match.group(2):
+            index += 1
+            continue
+        fence, language, start = match.group(1), match.group(3), index + 1
+        body, options, index = [], {}, index + 1
+        while index < len(lines) and lines[index].strip() != fence:
+            option = re.match(r"^:(\w[\w-]*):\s*(.*)$", lines[index])
+            if match.group(2) and option and not body:
+                options[option.group(1)] = option.group(2)
+            else:
+                body.append(lines[index])
+            index += 1
+        index += 1
+        while body and not body[0].strip():
+            body.pop(0)
+        blocks.append(Block(page.name, start, language, options, "\n".join(body) + "\n"))
+    return blocks
+
+
+def tiny(text: str) -> str:
+    for pattern, replacement in TINY:
+        text = re.sub(pattern, replacement, text, flags=re.MULTILINE)
+    return text
+
+
+def pages() -> list:
+    return sorted(path for path in DOCS.glob("*.md") if path.name not in EXCLUDED_PAGES)
+
+
+def _environment() -> dict:
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["MPLBACKEND"] = "Agg"
+    env["PYTHONPATH"] = str(ROOT)  # the examples' own imports, like a checkout
+    return env
+
+
+def run_page(page: Path, folder: Path) -> None:
+    """Run the blocks of ``page`` in order in ``folder``; fail naming the block."""
+    (folder / "examples").symlink_to(ROOT / "examples")
+    script = ["set -euo pipefail"]
+    for number, block in enumerate(parse_blocks(page)):
+        text = tiny(block.text)
+        if block.file_name and block.language not in RUN_LANGUAGES:
+            (folder / block.file_name).write_text(text)
+            continue
+        if not block.runs:
+            continue
+        script.append(f"echo '>>> {page.name} line {block.line}'")
+        if block.language == "python":
+            name = f"block_{number}.py"
+            (folder / name).write_text(text)
+            script.append(f"python {name}")
+        else:
+            script.append(text)
+    done = subprocess.run(["bash", "-c", "\n".join(script)], cwd=folder, env=_environment(),
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, f"{page.name}: a block failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
+
+
+def test_pages_exist_and_are_in_the_toctree():
+    index = (DOCS / "index.md").read_text()
+    for page in DOCS.glob("*.md"):
+        if page.name != "index.md":
+            assert f"\n{page.stem}\n" in index, f"{page.name} is not in the toctree of index.md"
+
+
+def test_every_block_is_runnable_or_marked():
+    counts = {}
+    for page in pages():
+        for block in parse_blocks(page):
+            if block.language in RUN_LANGUAGES and not block.runs:
+                counts[page.name] = counts.get(page.name, 0) + 1
+    assert counts == NO_TEST_EXPECTED
+
+
+def test_tiny_settings_rewrite_only_sizes():
+    assert tiny("deepobs-run quadratic_deep --optimizer sgd --lr 0.01 -N 100") == \
+        "deepobs-run quadratic_deep --optimizer sgd --lr 0.01 -N 1"
+    assert tiny("num_epochs: 100\nbatch_size: 128") == "num_epochs: 1\nbatch_size: 128"
+    assert tiny("lr: {log_grid: [1.0e-5, 100.0, 36]}") == "lr: {log_grid: [1.0e-5, 100.0, 2]}"
+
+
+@pytest.mark.slow  # a minute or two in all; CI runs: pytest -m slow tests/test_docs.py
+@pytest.mark.parametrize("page", [pytest.param(page, id=page.name) for page in pages()])
+def test_page_blocks_run(page, tmp_path):
+    if not any(block.runs for block in parse_blocks(page)):
+        pytest.skip(f"{page.name} has no runnable block")
+    run_page(page, tmp_path)
