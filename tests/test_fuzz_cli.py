@@ -25,7 +25,8 @@ from deepobs.runners.runner import StandardRunner, TrainingLog
 PROBLEMS = ["quadratic_deep", "two_d_beale", "two_d_rosenbrock", "two_d_branin", "nope", "",
             "quadratic_*", "QUADRATIC_DEEP", "-", "--"]
 OPTIMIZERS = ["sgd", "momentum", "adam", "nesterov", "SGD", "torch.optim.AdamW", "adagrad",
-              "nope", "os.path", "deepobs.nothing.Here", "", ".", "a.b.c:d", "rmsprop"]
+              "nope", "os.path", "deepobs.nothing.Here", "", ".", "a.b.c:d", "rmsprop", "../..", "a..b",
+              ".x", "x.", "torch.optim.", "1.2"]
 #: Every option of the full parser (Adam's hyperparameters included), except the ones
 #: that list (and build) every registered model.
 _PARSER = cli.build_run_parser(resolve_optimizer("adam").hyperparameters)
@@ -113,7 +114,8 @@ def test_known_hostile_values_are_refused_with_their_names():
         ("-N", "-1"): "num_epochs", ("--device", "cuda:7"): "cuda", ("--device", "banana"): "device",
         ("--train_log_interval", "0"): "train_log_interval", ("--fake_data", "0"): "fake_data",
         ("--optimizer_name", "../../x"): "optimizer_name", ("--checkpoint_every", "-3"): "checkpoint_every",
-        ("--wd", "nan"): "weight_decay",
+        ("--wd", "nan"): "weight_decay", ("--optimizer", "../.."): "unknown optimizer",
+        ("--optimizer", "a..b"): "unknown optimizer",
     }
     for (flag, value), expected in cases.items():
         if flag == "--device" and value.startswith("cuda"):
@@ -121,8 +123,9 @@ def test_known_hostile_values_are_refused_with_their_names():
             if torch.cuda.is_available():
                 continue
         arguments = ["quadratic_deep", "--optimizer", "sgd", "--lr", "0.01", flag, value, "--no_logs", "-q"]
-        if flag == "--lr":
-            arguments = ["quadratic_deep", "--optimizer", "sgd", "--lr", value, "--no_logs", "-q"]
+        if flag in ("--lr", "--optimizer"):
+            arguments = ["quadratic_deep", "--optimizer", "sgd", "--lr", "0.01", "--no_logs", "-q"]
+            arguments[arguments.index(flag) + 1] = value
         code, _, stderr = run_cli(arguments)
         assert code == 2, (flag, value, stderr)
         assert stderr.count("\n") == 1 and expected in stderr, (flag, value, stderr)

@@ -219,6 +219,7 @@ def test_finished_results_are_never_overwritten_unless_asked(tmp_path, capsys):
     assert cli.main(argv(tmp_path, *fast)) == checkpoint.EXIT_BAD_INPUT
     assert "--overwrite" in capsys.readouterr().err
     assert cli.main(argv(tmp_path, *fast, "--skip_if_exists")) == 0
+    assert cli.main(argv(tmp_path, *fast, "--resume")) == 0  # finished: nothing to resume
     assert result_files(tmp_path) == [first] and first.read_text() == content
     time.sleep(1.1)  # a new time stamp in the file name
     assert cli.main(argv(tmp_path, *fast, "--overwrite")) == 0

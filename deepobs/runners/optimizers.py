@@ -127,11 +127,11 @@ def _from_pytorch_optimizer(name: str):
 
 def _from_import_path(path: str):
     module_name, _, attribute = path.replace(":", ".").rpartition(".")
-    if not module_name:
-        return None
+    if not module_name or not all(part.isidentifier() for part in (*module_name.split("."), attribute)):
+        return None  # not a dotted path (e.g. "../..", "a..b"): nothing to import
     try:
         module = importlib.import_module(module_name)
-    except ImportError:
+    except Exception:  # a module that is missing or fails on import is not an optimizer
         return None
     return getattr(module, attribute, None)
 

@@ -116,7 +116,8 @@ class StandardRunner:
         (and every ``checkpoint_every`` steps), and removes it once the result is written
         (unless ``keep_checkpoints``). ``resume`` continues from an existing checkpoint;
         without it an existing checkpoint is refused, and so is an existing result,
-        unless ``overwrite`` (start again, replace the result) or ``skip_if_exists``.
+        unless ``overwrite`` (start again, replace the result), ``skip_if_exists`` or
+        ``resume`` (the run is finished: nothing is done, None is returned).
         SIGTERM and SIGINT stop the run after the current step with a checkpoint and
         raise :class:`~deepobs.runners.checkpoint.RunInterrupted`.
 
@@ -229,7 +230,7 @@ class StandardRunner:
                 if existing is not None and not overwrite:
                     if not keep_checkpoints:  # left by a finished run killed before cleaning up
                         checkpoint.checkpoint_path(run_folder, random_seed).unlink(missing_ok=True)
-                    if skip_if_exists:
+                    if skip_if_exists or resume:  # resuming a finished run: nothing left to do
                         self._log(f"skipping {run_folder}: a result for seed {random_seed} exists")
                         return None
                     raise checkpoint.ResultExistsError(
@@ -404,7 +405,7 @@ class StandardRunner:
                     self._log(f"epoch {epoch + 1}, step {step}: minibatch train loss {value:.5f}")
                 if not math.isfinite(value):
                     return log.diverge("loss", step)
-            elif step % check_every == 0 and not torch.isfinite(loss):
+            elif step % check_every == 0 and not _finite_loss(loss):
                 return log.diverge("loss", step)
             if step % train_log_interval == 0:
                 reason = non_finite_state(tproblem.net)
@@ -727,6 +728,14 @@ class _Progress:
             "wall_time": wall_time,
             "resumed_at": resumed_at,
         }
+
+
+def _finite_loss(loss: torch.Tensor) -> bool:
+    """Whether ``loss`` is finite; on a CPU through ``float`` (some 20× cheaper than a
+    ``torch.isfinite`` dispatch, which matters for tiny models checked every step)."""
+    if loss.device.type == "cpu" and loss.numel() == 1:
+        return math.isfinite(float(loss.detach()))
+    return bool(torch.isfinite(loss).all())
 
 
 def non_finite_state(net: torch.nn.Module) -> Optional[str]:
