@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; runs are then not protected against twins
+    fcntl = None
 
 
 class RunLockedError(RuntimeError):
@@ -28,6 +32,9 @@ class RunLock:
 
     def acquire(self) -> "RunLock":
         descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        if fcntl is None:
+            self._descriptor = descriptor
+            return self
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as error:
@@ -45,7 +52,8 @@ class RunLock:
 
     def release(self) -> None:
         if self._descriptor is not None:
-            fcntl.flock(self._descriptor, fcntl.LOCK_UN)
+            if fcntl is not None:
+                fcntl.flock(self._descriptor, fcntl.LOCK_UN)
             os.close(self._descriptor)
             self._descriptor = None
 
