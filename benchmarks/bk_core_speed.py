@@ -11,9 +11,9 @@ Times, at batch 8 and sequence lengths N (default 64 … 65,536):
 
 It reports the growth t(64k)/t(16k) of the parallel BK-Core (linear: about 4), where the
 BK-Core becomes faster than attention, and the ratio at N = 16,384. Each time is the
-minimum of ``--repeats`` runs after one warm-up (runs over 10 s: one run); configurations whose estimated time is
-above ``--budget`` seconds are estimated from the largest measured N instead (marked
-``~``), never silently dropped.
+minimum of ``--repeats`` runs after one warm-up (runs expected over 10 s: one run);
+configurations whose estimated time is above ``--budget`` seconds are estimated from
+the largest measured N instead (marked ``~``), never silently dropped.
 
     .venv/bin/python benchmarks/bk_core_speed.py [--threads 1] [--device cpu]
 """
