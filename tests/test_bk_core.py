@@ -5,7 +5,7 @@ import torch
 
 from deepobs.errors import ConfigurationError
 from deepobs.models.bk_core import (BKCore, METHODS, left_ratios_parallel, left_ratios_sequential,
-                                    resolvent_diagonal)
+                                    linear_recurrence, resolvent_diagonal)
 
 Z = 0.3 + 0.8j
 
@@ -116,6 +116,17 @@ def test_chunked_scan_matches_the_recursion(chunk_size):
     products = (upper * lower).to(torch.complex128)
     torch.testing.assert_close(left_ratios_parallel(shifted, products, chunk_size),
                                left_ratios_sequential(shifted, products), rtol=1e-12, atol=1e-13)
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 16, 33])
+def test_linear_recurrence_of_the_adjoint_scan(n):
+    generator = torch.Generator().manual_seed(n)
+    coefficients = torch.randn(2, n - 1, generator=generator, dtype=torch.complex128)
+    inputs = torch.randn(2, n, generator=generator, dtype=torch.complex128)
+    expected = [inputs[:, 0]]
+    for j in range(1, n):
+        expected.append(coefficients[:, j - 1] * expected[-1] + inputs[:, j])
+    torch.testing.assert_close(linear_recurrence(coefficients, inputs), torch.stack(expected, -1))
 
 
 @pytest.mark.parametrize("method", METHODS)

@@ -357,4 +357,4 @@ class BKCore(nn.Module):
 
 
 __all__ = ["BKCore", "HybridGradient", "resolvent_diagonal", "left_ratios_sequential",
-           "left_ratios_parallel", "METHODS", "GRADIENTS"]
+           "left_ratios_parallel", "linear_recurrence", "SCAN_CHUNK", "METHODS", "GRADIENTS"]
