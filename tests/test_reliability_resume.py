@@ -267,3 +267,9 @@ def test_foreign_corrupt_or_mismatched_checkpoints_are_refused_with_one_line(tmp
     assert "unreadable" in capsys.readouterr().err
     assert cli.main(argv(tmp_path, "-N", "1", "--overwrite")) == 0  # starts again
     assert len(result_files(tmp_path)) == 1 and not saved.exists()
+
+
+def test_signal_without_result_files_exits_130_and_writes_nothing(tmp_path):
+    process = run_child(argv(tmp_path, "--no_logs"), signal_at_step=(signal.SIGTERM, 3))
+    assert process.exitcode == checkpoint.EXIT_NOT_RESUMABLE == 130
+    assert not list(tmp_path.rglob("*"))
