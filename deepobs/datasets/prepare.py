@@ -172,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Download the DeepOBS data sets from their original sources, verify their "
                     "checksums and lay them out as the loaders read them. Interrupted downloads "
                     "resume. ImageNet is only checked (it needs a manual download).",
+        epilog="example: deepobs-prepare-data --data_dir ~/data_deepobs --only mnist fmnist cifar10",
     )
     parser.add_argument("-d", "--data_dir", "--data-dir", dest="data_dir",
                         help="target folder (default: $DEEPOBS_DATA_DIR, else ./data_deepobs)")
