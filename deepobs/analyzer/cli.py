@@ -24,6 +24,7 @@ class _OneLineParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``deepobs-plot`` argument parser."""
     parser = _OneLineParser(
         prog="deepobs-plot", allow_abbrev=False,
         description="Turn a results tree into figures, tables and a self-contained report.html.",

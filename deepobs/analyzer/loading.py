@@ -58,6 +58,7 @@ class OutputCheck:
 
     @property
     def ok(self) -> bool:
+        """True when no setting is empty, no file corrupt and no config hashes conflict."""
         return not (self.empty_settings or self.corrupt_files or self.hash_conflicts)
 
     def lines(self) -> list:

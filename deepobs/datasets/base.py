@@ -37,9 +37,11 @@ class Split:
         return self.inputs.shape[0]
 
     def to(self, device) -> "Split":
+        """This split with inputs and targets on ``device``."""
         return Split(self.inputs.to(device), self.targets.to(device))
 
     def subset(self, index: torch.Tensor) -> "Split":
+        """The examples at positions ``index`` (a 1-D index tensor), in that order."""
         return Split(self.inputs[index], self.targets[index])
 
 
@@ -174,6 +176,7 @@ class DataSet:
     # ---------------------------------------------------------------- batching
     @property
     def has_validation(self) -> bool:
+        """Whether there is a validation split (protocol 1.2)."""
         return "valid" in self.splits
 
     def transform_batch(self, inputs: torch.Tensor, train: bool) -> torch.Tensor:
@@ -271,6 +274,7 @@ class DataSet:
         }
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore the random streams saved by :meth:`state_dict` (checkpoints)."""
         self.order_generator.set_state(state["order"])
         self.train_eval_generator.set_state(state["train_eval"])
         self.augment_generator.set_state(state["augment"])

@@ -167,6 +167,7 @@ def _names(values, option: str) -> list:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``deepobs-prepare-data`` argument parser."""
     parser = _Parser(
         prog="deepobs-prepare-data",
         description="Download the DeepOBS data sets from their original sources, verify their "

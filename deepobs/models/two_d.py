@@ -10,10 +10,12 @@ from torch import nn
 
 
 def beale(u, v):
+    """Beale's function at (u, v); minimum 0 at (3, 0.5)."""
     return (1.5 - u + u * v) ** 2 + (2.25 - u + u * v**2) ** 2 + (2.625 - u + u * v**3) ** 2
 
 
 def branin(u, v):
+    """Branin's function at (u, v); minimum about 0.398 at (π, 2.275) and two more points."""
     return (
         (v - 5.1 / (4 * math.pi**2) * u**2 + 5 / math.pi * u - 6) ** 2
         + 10 * (1 - 1 / (8 * math.pi)) * torch.cos(u)
@@ -22,6 +24,7 @@ def branin(u, v):
 
 
 def rosenbrock(u, v):
+    """Rosenbrock's function at (u, v); minimum 0 at (1, 1)."""
     return (1 - u) ** 2 + 100 * (v - u**2) ** 2
 
 

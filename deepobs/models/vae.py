@@ -59,10 +59,12 @@ class VAE(nn.Module):
         )
 
     def encode(self, x: torch.Tensor):
+        """Mean and log standard deviation of the latent code of images ``x``."""
         features = self.encoder(x.reshape(-1, 1, 28, 28))
         return self.mean(features), 0.5 * self.log_std(features)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Images (B, 1, 28, 28) in [0, 1] from latent codes ``z``."""
         x = self.decoder_dense(z).reshape(-1, 1, 7, 7)
         return self.decoder_conv(x).reshape(-1, 1, 28, 28)
 

@@ -64,10 +64,12 @@ class RunInterrupted(Exception):
 
     @property
     def resumable(self) -> bool:
+        """True when a checkpoint was written, so the run can be resumed."""
         return self.checkpoint_path is not None
 
     @property
     def exit_status(self) -> int:
+        """The exit status of ``deepobs-run``: 75 when resumable, else 130."""
         return EXIT_INTERRUPTED if self.resumable else EXIT_NOT_RESUMABLE
 
 
@@ -284,6 +286,7 @@ class Checkpointer:
         return self.path
 
     def remove(self) -> None:
+        """Delete the checkpoint (once the run's result is written)."""
         self.path.unlink(missing_ok=True)
 
 

@@ -31,6 +31,7 @@ class RunLock:
         self._descriptor = None
 
     def acquire(self) -> "RunLock":
+        """Take the lock; raises RunLockedError if another process holds it."""
         descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         if fcntl is None:
             self._descriptor = descriptor
@@ -51,6 +52,7 @@ class RunLock:
         return self
 
     def release(self) -> None:
+        """Give the lock back (nothing if it is not held)."""
         if self._descriptor is not None:
             if fcntl is not None:
                 fcntl.flock(self._descriptor, fcntl.LOCK_UN)
@@ -59,6 +61,7 @@ class RunLock:
 
     @property
     def held(self) -> bool:
+        """Whether this object holds the lock."""
         return self._descriptor is not None
 
     def __enter__(self) -> "RunLock":

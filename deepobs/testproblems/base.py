@@ -132,18 +132,22 @@ class TestProblem:
     # ------------------------------------------------------------------ set-up
     @property
     def batch_size(self) -> int:
+        """The training mini-batch size."""
         return self._batch_size
 
     @property
     def weight_decay(self) -> Optional[float]:
+        """The L2 factor in use (None: the problem is not regularized)."""
         return self._weight_decay
 
     @property
     def protocol(self) -> str:
+        """The split protocol, ``"1.2"`` or ``"1.1"``."""
         return self._protocol
 
     @property
     def device(self) -> torch.device:
+        """The device of data and model."""
         return self._device
 
     def dataset_kwargs(self) -> dict:

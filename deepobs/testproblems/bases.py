@@ -42,9 +42,11 @@ class ClassificationProblem(DataSetProblem):
     loss_name = "cross-entropy"
 
     def loss_function(self, outputs, targets):
+        """Per-example cross-entropy (with the problem's label smoothing)."""
         return F.cross_entropy(outputs, targets, reduction="none", label_smoothing=self.label_smoothing)
 
     def get_regularization_groups(self) -> dict:
+        """``{weight_decay: weights of the regularized layers}``, or {} without weight decay."""
         if self._weight_decay is None or not self.regularized_layers:
             return {}
         weights = [module.weight for module in self.net.modules()

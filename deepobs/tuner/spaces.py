@@ -42,9 +42,11 @@ class Uniform:
         _check_bounds("uniform", self.low, self.high)
 
     def rvs(self, random_state=None) -> float:
+        """One draw (scipy-style ``rvs``)."""
         return float(np.random.default_rng(random_state).uniform(self.low, self.high))
 
     def suggest(self, trial, name: str) -> float:
+        """The value an Optuna ``trial`` suggests for ``name``."""
         return trial.suggest_float(name, self.low, self.high)
 
 
@@ -59,10 +61,12 @@ class LogUniform:
         _check_bounds("log_uniform", self.low, self.high, positive=True)
 
     def rvs(self, random_state=None) -> float:
+        """One draw (scipy-style ``rvs``)."""
         rng = np.random.default_rng(random_state)
         return float(np.exp(rng.uniform(math.log(self.low), math.log(self.high))))
 
     def suggest(self, trial, name: str) -> float:
+        """The value an Optuna ``trial`` suggests for ``name``."""
         return trial.suggest_float(name, self.low, self.high, log=True)
 
 
@@ -80,9 +84,11 @@ class IntUniform:
         _check_bounds("int_uniform", int(self.low), int(self.high))
 
     def rvs(self, random_state=None) -> int:
+        """One draw (scipy-style ``rvs``)."""
         return int(np.random.default_rng(random_state).integers(self.low, self.high, endpoint=True))
 
     def suggest(self, trial, name: str) -> int:
+        """The value an Optuna ``trial`` suggests for ``name``."""
         return trial.suggest_int(name, int(self.low), int(self.high))
 
 
