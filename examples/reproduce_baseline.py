@@ -64,12 +64,16 @@ def main(argv=None) -> dict:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 3.5), layout="constrained")
-    for label, curve, style in (("published (TF, DeepOBS 1.1)", published_curve(), "--"),
-                                ("this package", setting["curves"]["test_losses"], "-")):
+    # Ours wide and light underneath, the published curve thin and dashed on top: where
+    # they agree, both stay visible.
+    for label, curve, style in (("this package", setting["curves"]["test_losses"],
+                                 {"color": "tab:orange", "lw": 3, "alpha": 0.8}),
+                                ("published (TF, DeepOBS 1.1)", published_curve(),
+                                 {"color": "black", "lw": 1, "ls": "--"})):
         mean, std = np.asarray(curve["mean"], float), np.asarray(curve["std"], float)
         epochs = np.arange(len(mean))
-        ax.plot(epochs, mean, style, label=label)
-        ax.fill_between(epochs, mean - std, mean + std, alpha=0.3)
+        ax.plot(epochs, mean, label=label, **style)
+        ax.fill_between(epochs, mean - std, mean + std, color=style["color"], alpha=0.2)
     ax.set(xlabel="epoch", ylabel="test loss", yscale="log", title="Momentum on quadratic_deep")
     ax.legend()
     fig.savefig(args.figure, dpi=120)
