@@ -37,8 +37,21 @@ def argv(output_dir, *extra):
             "-q", "--output_dir", str(output_dir), *extra]
 
 
-def _child(arguments, kill_at_step, kill_in_checkpoint_write, signal_at_step, step_sleep):
+def _child(arguments, kill_at_step, kill_in_checkpoint_write, signal_at_step, step_sleep,
+           signal_at_evaluation=None):
     torch.set_num_threads(1)
+    if signal_at_evaluation:
+        from deepobs.testproblems.base import TestProblem
+
+        original_evaluate, evaluations = TestProblem.evaluate, [0]
+
+        def evaluate(self, phase):
+            evaluations[0] += 1
+            if evaluations[0] == signal_at_evaluation:
+                os.kill(os.getpid(), signal.SIGTERM)
+            return original_evaluate(self, phase)
+
+        TestProblem.evaluate = evaluate
     original_step = StandardRunner.training_step
     count = [0]
 
@@ -73,9 +86,9 @@ def _child(arguments, kill_at_step, kill_in_checkpoint_write, signal_at_step, st
 
 
 def run_child(arguments, kill_at_step=None, kill_in_checkpoint_write=None, signal_at_step=None,
-              step_sleep=0.0, start=True):
+              step_sleep=0.0, start=True, signal_at_evaluation=None):
     process = FORK.Process(target=_child, args=(arguments, kill_at_step, kill_in_checkpoint_write,
-                                                signal_at_step, step_sleep))
+                                                signal_at_step, step_sleep, signal_at_evaluation))
     if start:
         process.start()
         process.join(120)
@@ -273,3 +286,16 @@ def test_signal_without_result_files_exits_130_and_writes_nothing(tmp_path):
     process = run_child(argv(tmp_path, "--no_logs"), signal_at_step=(signal.SIGTERM, 3))
     assert process.exitcode == checkpoint.EXIT_NOT_RESUMABLE == 130
     assert not list(tmp_path.rglob("*"))
+
+
+def test_signal_during_an_evaluation_abandons_it_and_resume_redoes_it(tmp_path, reference):
+    # Evaluations: train_eval, valid, test per epoch; call 5 is epoch 1's valid pass.
+    process = run_child(argv(tmp_path), signal_at_evaluation=5)
+    assert process.exitcode == checkpoint.EXIT_INTERRUPTED
+    (saved,) = tmp_path.rglob("random_seed__42.checkpoint.pt")
+    state = checkpoint.load(saved)
+    assert (state["epoch"], state["step"], state["evaluated"]) == (1, 0, False)
+    assert [len(values) for values in state["log"]["losses"].values()] == [1, 1, 1]
+    assert run_child(argv(tmp_path, "--resume")).exitcode == 0
+    (path,) = result_files(tmp_path)
+    assert numbers(path) == reference

@@ -343,7 +343,12 @@ class StandardRunner:
             while True:
                 epoch = progress.epoch
                 if not progress.evaluated:
-                    self.evaluate_all(epoch, num_epochs, tproblem, log)
+                    progress.before_evaluation()
+                    try:
+                        self.evaluate_all(epoch, num_epochs, tproblem, log)
+                    except _EvaluationStopped:  # a signal: checkpoint the state before this evaluation
+                        progress.undo_evaluation()
+                        self._stop_if_signalled()
                     progress.evaluated = True
                     if writer is not None:
                         log.write_tensorboard(writer, epoch)
@@ -479,6 +484,8 @@ class StandardRunner:
         started = time.perf_counter()
         line = [f"epoch {epoch}/{num_epochs}"]
         for phase in log.phases:
+            if getattr(self, "_stop_signal", None) is not None and getattr(self, "_progress", None) is not None:
+                raise _EvaluationStopped  # evaluations can be long: do not make a pre-emption wait
             loss, accuracy = tproblem.evaluate(phase)
             log.record(phase, loss, accuracy)
             extra_metrics = getattr(tproblem, "extra_metrics", None)
@@ -649,6 +656,10 @@ def _progress_bar(total: int, description: str, quiet: bool, initial: int = 0):
     return tqdm(total=total, desc=description, leave=False, disable=None, file=sys.stderr, initial=initial)
 
 
+class _EvaluationStopped(Exception):
+    """A signal arrived during an evaluation; it is abandoned and redone on resume."""
+
+
 @dataclass
 class _Progress:
     """Where a run stands, and the objects a checkpoint is made of.
@@ -681,8 +692,32 @@ class _Progress:
         self.epoch, self.step, self.evaluated = state["epoch"], state["step"], state["evaluated"]
         self.train_time_before = state["epoch_train_time"]
         self.pending = state
-        if not self.evaluated:
+        if not self.evaluated:  # stopped before (or during) an evaluation: redo it from here
             self._restore_streams(state)
+            self.pending = None
+
+    def before_evaluation(self) -> None:
+        """Remember the streams and list lengths, in case a signal stops the evaluation."""
+        log = self.log
+        self._before_evaluation = {
+            "rng": checkpoint.capture_rng_state(), "data": self.tproblem.data.state_dict(),
+            "problem": self.tproblem.state_dict(),
+            "lengths": {name: {key: len(values) for key, values in lists.items()}
+                        for name, lists in (("losses", log.losses), ("accuracies", log.accuracies),
+                                            ("extra_metrics", getattr(log, "extra_metrics", {})))},
+        }
+
+    def undo_evaluation(self) -> None:
+        """Return to the state before the stopped evaluation (it is redone on resume)."""
+        saved = self._before_evaluation
+        self._restore_streams(saved)
+        for name, lengths in saved["lengths"].items():
+            lists = getattr(self.log, name)
+            for key in list(lists):
+                del lists[key][lengths.get(key, 0):]
+                if key not in lengths and name == "extra_metrics":
+                    del lists[key]
+        self.evaluated = False
 
     def start_pass(self) -> int:
         """Start (or re-enter) the training pass of this epoch; returns its first step."""
