@@ -16,6 +16,7 @@ class LogisticRegression(nn.Module):
         self.linear = init_layer(nn.Linear(num_inputs, num_classes), nn.init.zeros_)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (B, classes) of inputs flattened to (B, features)."""
         return self.linear(x.flatten(1))
 
 
@@ -37,6 +38,7 @@ class MLP(nn.Module):
         return init_layer(nn.Linear(fan_in, fan_out), lambda w: truncated_normal_(w, 3e-2))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (B, classes) of inputs flattened to (B, features)."""
         return self.layers(x.flatten(1))
 
 

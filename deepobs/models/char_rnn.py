@@ -71,6 +71,7 @@ class CharRNN(nn.Module):
         return tuple((zeros(), zeros()) for _ in range(self.num_layers))
 
     def forward(self, tokens: torch.Tensor, state: Optional[tuple] = None):
+        """Logits (B, T, vocabulary) of tokens (B, T), and the new LSTM state (zeros if ``state`` is None)."""
         if state is None:
             state = self.zero_state(tokens.shape[0], tokens.device)
         x = self.embedding(tokens)

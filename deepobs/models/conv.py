@@ -34,6 +34,7 @@ class TwoC2D(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (B, classes) of images (B, 1, 28, 28)."""
         return self.classifier(self.features(x))
 
 
@@ -60,6 +61,7 @@ class ThreeC3D(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (B, classes) of images (B, 3, 32, 32)."""
         return self.classifier(self.features(x))
 
 
@@ -88,6 +90,7 @@ class AllCNNC(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (B, classes): the last convolution's maps averaged over space."""
         return self.layers(x).mean(dim=(2, 3))
 
 

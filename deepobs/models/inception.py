@@ -134,6 +134,7 @@ class InceptionV3(nn.Module):
         )
 
     def forward(self, x: torch.Tensor):
+        """Logits (B, 1001); in training, the tuple (logits, auxiliary logits)."""
         x = self.blocks17(self.blocks35(self.stem(self.resize(x))))
         logits = self.head(self.blocks8(x))
         if self.training:

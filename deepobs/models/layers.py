@@ -57,6 +57,7 @@ class Conv2d(nn.Conv2d):
         self.tf_padding = _check_padding(padding)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The convolution, with TF "same" padding (asymmetric where TF pads so) or "valid"."""
         if self.tf_padding == "same":
             left, right, top, bottom = _same_pads(x, self.kernel_size, self.stride, self.dilation)
             if left == right and top == bottom:  # symmetric: let the conv pad (faster)
@@ -79,6 +80,7 @@ class ConvTranspose2d(nn.ConvTranspose2d):
         self.tf_padding = _check_padding(padding)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The transposed convolution, cropped to TF's "same" or "valid" output size."""
         full = F.conv_transpose2d(x, self.weight, self.bias, self.stride)
         if self.tf_padding == "valid":
             return full
@@ -97,6 +99,7 @@ class MaxPool2d(nn.Module):
         self.padding = _check_padding(padding)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Max pooling with TF "same" (padding with -inf) or "valid" semantics."""
         if self.padding == "same":
             x = F.pad(x, _same_pads(x, self.kernel_size, self.stride), value=float("-inf"))
         return F.max_pool2d(x, self.kernel_size, self.stride)
@@ -114,6 +117,7 @@ class AvgPool2d(nn.Module):
         self.padding = _check_padding(padding)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Average pooling with TF "same" (padding not counted) or "valid" semantics."""
         if self.padding == "valid":
             return F.avg_pool2d(x, self.kernel_size, self.stride)
         pads = _same_pads(x, self.kernel_size, self.stride)
@@ -165,6 +169,7 @@ class ResizeBilinear(nn.Module):
         self.size = _pair(size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` resized bilinearly to ``size``, as TF's resize."""
         return resize_bilinear(x, self.size)
 
     def extra_repr(self) -> str:

@@ -58,5 +58,6 @@ class NoisyQuadratic(nn.Module):
         self.register_buffer("hessian", torch.as_tensor(hessian, dtype=torch.float32))
 
     def forward(self, points: torch.Tensor) -> torch.Tensor:
+        """Per-example losses ½(θ−x)ᵀQ(θ−x) of the points (B, dim)."""
         difference = self.theta - points
         return 0.5 * ((difference @ self.hessian) * difference).sum(dim=1)

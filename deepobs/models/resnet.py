@@ -28,6 +28,7 @@ class BasicBlock(nn.Module):
                                           nn.BatchNorm2d(c_out, momentum=BN_MOMENTUM))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """ReLU(residual branch + shortcut) of feature maps ``x``."""
         out = torch.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
         return torch.relu(out + self.shortcut(x))
@@ -58,6 +59,7 @@ class ResNet(nn.Module):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (B, classes) of images (B, 3, 32, 32)."""
         x = self.stages(self.stem(x))
         return self.fc(x.mean(dim=(2, 3)))
 

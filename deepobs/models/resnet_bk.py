@@ -112,6 +112,7 @@ class MixtureOfExperts(nn.Module):
             nn.init.uniform_(bias, -bound, bound)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The top-k experts' outputs mixed by the gate, for features (..., d)."""
         tokens = x.reshape(-1, x.shape[-1])
         probs = F.softmax(self.gate(tokens), dim=-1)
         top_probs, top_index = probs.topk(self.top_k, dim=-1)
@@ -141,6 +142,7 @@ class BKLayer(nn.Module):
         self.bk_scale = nn.Parameter(torch.ones(()))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The BK layer's output for features (B, T, d)."""
         features = self.moe(x)
         # A smooth bound instead of the original's hard clamp, whose gradient vanished.
         potential = self.v_max * torch.tanh(self.potential(features).squeeze(-1) / self.v_max)
@@ -158,6 +160,7 @@ class ResNetBKBlock(nn.Module):
         self.layer = BKLayer(config)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` plus the BK layer of the normalised ``x``."""
         return x + self.layer(self.norm(x))
 
 
@@ -179,6 +182,7 @@ class ResNetBK(nn.Module):
         self.head = nn.Linear(c.d_model, c.vocab_size)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Logits (B, T, vocabulary) of tokens (B, T)."""
         length = tokens.shape[-1]
         if length > self.config.seq_length:
             raise ConfigurationError(

@@ -38,4 +38,5 @@ class NoisyTwoD(nn.Module):
         self.v = nn.Parameter(torch.tensor(float(start[1])))
 
     def forward(self, noise: torch.Tensor) -> torch.Tensor:
+        """Per-example losses f(u, v) + u·x + v·y of the noise pairs (B, 2)."""
         return self.function(self.u, self.v) + self.u * noise[:, 0] + self.v * noise[:, 1]

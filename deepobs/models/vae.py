@@ -16,6 +16,7 @@ class LeakyReLU(nn.Module):
         self.alpha = alpha
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """max(x, alpha·x), TensorFlow's leaky ReLU."""
         return torch.maximum(x, self.alpha * x)
 
 
@@ -69,6 +70,7 @@ class VAE(nn.Module):
         return self.decoder_conv(x).reshape(-1, 1, 28, 28)
 
     def forward(self, x: torch.Tensor, generator=None):
+        """Reconstruction, latent mean and log standard deviation of images ``x`` (one sample, drawn with ``generator``)."""
         mean, log_std = self.encode(x)
         epsilon = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
         z = mean + epsilon * torch.exp(log_std)

@@ -45,6 +45,7 @@ class VGG(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (B, classes) of images (B, 3, H, W)."""
         return self.classifier(self.features(x))
 
 

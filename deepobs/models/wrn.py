@@ -40,6 +40,7 @@ class WideResidualUnit(nn.Module):
             raise ValueError("only the first unit of a group may change width or resolution")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The unit's output: its residual branch plus the (projected) shortcut."""
         activated = torch.relu(self.bn1(x))
         if self.first:
             shortcut = activated if self.shortcut is None else self.shortcut(activated)
@@ -76,6 +77,7 @@ class WideResNet(nn.Module):
         self.fc = init_layer(nn.Linear(widths[-1], num_classes), glorot_uniform_)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (B, classes): BN-ReLU features averaged over space, then dense."""
         x = torch.relu(self.bn(self.units(self.stem(x))))
         return self.fc(x.mean(dim=(2, 3)))
 
