@@ -21,19 +21,19 @@ from typing import Optional
 
 from deepobs.errors import ConfigurationError
 from deepobs.runners.cli import OneLineParser
+from deepobs.tuner.executors import EXECUTORS
 
-#: --executor choices: the two engines, plus submitit's local subprocess executor
-#: (checks a SLURM sweep without a cluster) and this process (debugging).
-EXECUTOR_CHOICES = ("local", "slurm", "submitit-local", "serial")
 
 
 def build_parser() -> OneLineParser:
     parser = OneLineParser(prog="deepobs-tune", allow_abbrev=False,
                            description="Tune optimizers on DeepOBS problems from a sweep file (YAML or JSON).")
     parser.add_argument("sweep", help="sweep file (see deepobs/tuner/sweep.py for its keys)")
-    parser.add_argument("--executor", choices=EXECUTOR_CHOICES,
+    parser.add_argument("--executor", choices=EXECUTORS,
                         help="where runs execute (default: the sweep's, else local)")
     parser.add_argument("--workers", type=int, help="local worker processes (default: the sweep's, else 1)")
+    parser.add_argument("--threads", type=int,
+                        help="torch CPU threads per local worker (default: cores // workers)")
     parser.add_argument("--output_dir", help="results folder (default: the sweep's)")
     parser.add_argument("--dry-run", "--dry_run", dest="dry_run", action="store_true",
                         help="print the runs and whether they are done; run nothing")
@@ -52,13 +52,15 @@ def main(argv=None) -> int:
         sweep = load_sweep(args.sweep)
         if args.output_dir:
             sweep = sweep.with_output_dir(args.output_dir)
-        if args.workers is not None and args.workers < 1:
-            raise ConfigurationError(f"--workers must be >= 1, got {args.workers}")
+        for flag, value in (("--workers", args.workers), ("--threads", args.threads)):
+            if value is not None and value < 1:
+                raise ConfigurationError(f"{flag} must be >= 1, got {value}")
         if args.commands is not None:
             return _write_commands(sweep, args.commands)
         if args.dry_run:
             return _dry_run(sweep)
-        return _run(sweep, args.executor or sweep.executor, args.workers or sweep.workers, args.quiet)
+        return _run(sweep, args.executor or sweep.executor, args.workers or sweep.workers, args.quiet,
+                    args.threads)
     except ConfigurationError as error:
         print(f"deepobs-tune: error: {error}", file=sys.stderr)
         return 2
@@ -115,22 +117,14 @@ def _dry_run(sweep) -> int:
     return 0
 
 
-def _run(sweep, executor_kind: str, workers: int, quiet: bool) -> int:
-    from deepobs.tuner.executors import LocalExecutor, SerialExecutor, SubmititExecutor
+def _run(sweep, executor_kind: str, workers: int, quiet: bool, threads: Optional[int] = None) -> int:
+    from deepobs.tuner.executors import make_executor
     from deepobs.tuner.progress import SweepProgress, format_seconds
     from deepobs.tuner.records import SweepRecords, state_dir
     from deepobs.tuner.searches import tune_studies
 
     folder = state_dir(sweep.output_dir, sweep.name)
-    if executor_kind == "local":
-        executor = LocalExecutor(workers)
-    elif executor_kind == "serial":
-        executor = SerialExecutor()
-    else:
-        cluster = "slurm" if executor_kind == "slurm" else "local"
-        if cluster == "slurm":
-            _require_slurm()
-        executor = SubmititExecutor(folder / "jobs", cluster=cluster, parameters=sweep.slurm)
+    executor = make_executor(executor_kind, workers, folder / "jobs", sweep.slurm, threads)
     records = SweepRecords(folder)
     progress = SweepProgress(stream=None if quiet else sys.stderr)
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
@@ -173,14 +167,6 @@ def _print_summary(results: list) -> None:
 def _metric_value(metric: Optional[str], score: float) -> float:
     """Scores are losses negated; show the metric itself."""
     return score if metric == "valid_accuracies" else -score
-
-
-def _require_slurm() -> None:
-    import shutil
-
-    if shutil.which("sbatch") is None:
-        raise ConfigurationError("the slurm executor needs sbatch on PATH (run deepobs-tune on a SLURM "
-                                 "login node); use --executor local or --commands otherwise")
 
 
 def _raise_interrupt(signum, frame):

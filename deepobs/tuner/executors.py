@@ -11,11 +11,12 @@ from __future__ import annotations
 import concurrent.futures as futures
 import multiprocessing
 import os
+import shutil
 import signal
 import threading
 import time
 from pathlib import Path
-from typing import Iterable, Iterator, Optional
+from typing import Iterator, Optional
 
 from deepobs.errors import ConfigurationError
 from deepobs.tuner.runs import RunOutcome, RunSpec, execute_run
@@ -298,20 +299,23 @@ class SubmititExecutor(Executor):
 
 
 def make_executor(kind: str, workers: int = 1, folder=None, slurm: Optional[dict] = None,
-                  cluster: Optional[str] = None) -> Executor:
-    """The executor named ``kind``: ``local`` (process pool), ``slurm`` (submitit) or
-    ``serial`` (this process)."""
+                  threads: Optional[int] = None) -> Executor:
+    """The executor named ``kind``: ``local`` (process pool), ``slurm`` (submitit job
+    arrays), ``submitit-local`` (submitit, one local subprocess per job: checks a SLURM
+    sweep without a cluster) or ``serial`` (this process)."""
     if kind == "local":
-        return LocalExecutor(workers)
+        return LocalExecutor(workers, threads=threads)
     if kind == "serial":
         return SerialExecutor()
-    if kind == "slurm":
+    if kind in ("slurm", "submitit-local"):
         if folder is None:
-            raise ConfigurationError("the slurm executor needs a folder for its job files")
-        return SubmititExecutor(folder, cluster=cluster or "slurm", parameters=slurm)
-    raise ConfigurationError(f"unknown executor {kind!r}; allowed: local, slurm, serial")
+            raise ConfigurationError(f"the {kind} executor needs a folder for its job files")
+        if kind == "slurm" and shutil.which("sbatch") is None:
+            raise ConfigurationError("the slurm executor needs sbatch on PATH (run deepobs-tune on a SLURM "
+                                     "login node); use --executor local or --commands otherwise")
+        return SubmititExecutor(folder, cluster="slurm" if kind == "slurm" else "local", parameters=slurm)
+    raise ConfigurationError(f"unknown executor {kind!r}; allowed: {', '.join(EXECUTORS)}")
 
 
-def outcomes_by_run(outcomes: Iterable[RunOutcome]) -> dict:
-    """``{run key: outcome}``."""
-    return {outcome.run.key(): outcome for outcome in outcomes}
+#: The executors make_executor knows.
+EXECUTORS = ("local", "slurm", "submitit-local", "serial")

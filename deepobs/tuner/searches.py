@@ -86,9 +86,6 @@ class Search:
         """How many settings a study of this search tries."""
         return self.budget
 
-    def describe(self) -> str:
-        return f"{self.method} search, {self.planned_settings()} settings"
-
     def tune(self, testproblem: str, output_dir: str = "./results", random_seed: int = TUNING_SEED,
              rerun_best_setting: bool = False, mode: str = "final", executor=None,
              seeds: Optional[Iterable[int]] = None, rerun_seeds: Iterable[int] = RERUN_SEEDS,

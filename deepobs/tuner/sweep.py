@@ -119,9 +119,6 @@ class Sweep:
                                      mode=self.mode, run_options=options))
         return studies
 
-    def planned_runs(self) -> int:
-        return sum(study.planned_runs() for study in self.studies())
-
     def tuning_runs(self) -> list:
         """Every tuning run, for grid and random search (Bayesian runs depend on results)."""
         if self.method == "bayesian":
