@@ -152,3 +152,18 @@ def test_bayesian_sweep_cannot_list_commands(tmp_path, capsys):
     assert "cannot be listed in advance" in capsys.readouterr().err
     assert main([str(path), "--dry-run"]) == 0
     assert "3 settings proposed by TPE" in capsys.readouterr().out
+
+
+def test_bayesian_sweep_runs_end_to_end_and_writes_a_summary(tmp_path, capsys):
+    path = _write(tmp_path, f"name: tpe\noutput_dir: {tmp_path / 'res'}\nproblems: [two_d_branin]\n"
+                            "search: bayesian\nbudget: 4\nstartup_trials: 2\nparallel_trials: 2\n"
+                            "optimizers: {sgd: {lr: {log_uniform: [0.001, 0.1]}}}\n"
+                            "num_epochs: 1\nfake_data: 128\nrerun_best: [43]\n")
+    assert main([str(path), "--executor", "serial", "-q"]) == 0
+    summary = json.loads((tmp_path / "res" / ".deepobs_tune" / "tpe" / "summary.json").read_text())
+    (study,) = summary["studies"]
+    assert study["method"] == "bayesian" and study["metric"] == "valid_losses" and len(study["trials"]) == 4
+    best = max(study["trials"], key=lambda trial: trial["score"])
+    assert study["best_setting"] == best["setting"] and sorted(study["reruns"]["files"]) == ["42", "43"]
+    assert len(list((tmp_path / "res").rglob("random_seed__*.json"))) == 5
+    assert "two_d_branin SGD: best lr=" in capsys.readouterr().out

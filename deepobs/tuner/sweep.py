@@ -11,7 +11,7 @@ naming the line and the key, before anything runs. Example::
     optimizers:
       sgd: {lr: {log_uniform: [1.0e-4, 1.0]}}
       momentum: {lr: [0.001, 0.01, 0.1], momentum: 0.9}
-    search: random          # grid (default) | random | bayesian
+    search: random          # grid (default) | random | bayesian (Optuna TPE)
     budget: 4               # settings per problem and optimizer
     seeds: 42               # tuning seed(s)
     rerun_best: true        # rerun the best setting with seeds 43-51
@@ -47,6 +47,7 @@ TOP_LEVEL_KEYS = {
     "budget": "settings per problem and optimizer",
     "search_seed": "seed of random draws and of the Bayesian sampler",
     "startup_trials": "random trials before TPE models (bayesian)",
+    "parallel_trials": "settings a Bayesian study proposes at once (default 1)",
     "seeds": "tuning seed(s)",
     "rerun_best": "true (seeds 43-51) or a list of seeds",
     "mode": "final | best",
@@ -297,6 +298,9 @@ def _build(data: Any, default_name: str) -> Sweep:
     if "startup_trials" in data and method != "bayesian":
         raise _Invalid(("startup_trials",), "only bayesian search has startup trials")
     startup_trials = _integer(data, "startup_trials", 10, minimum=1)
+    if "parallel_trials" in data and method != "bayesian":
+        raise _Invalid(("parallel_trials",), "only bayesian search proposes trials in parallel")
+    parallel_trials = _integer(data, "parallel_trials", 1, minimum=1)
     protocol = _protocol(data)
     run_options = {
         "num_epochs": _integer(data, "num_epochs", None, minimum=0),
@@ -310,7 +314,7 @@ def _build(data: Any, default_name: str) -> Sweep:
         "train_log_interval": _integer(data, "train_log_interval", None, minimum=1),
     }
     problems = _problems(data)
-    searches = _searches(data, method, budget, search_seed, startup_trials)
+    searches = _searches(data, method, budget, search_seed, startup_trials, parallel_trials)
     seeds = _seeds(data.get("seeds", TUNING_SEED), ("seeds",))
     rerun_seeds = _rerun_seeds(data)
     executor = _choice(data, "executor", EXECUTORS, "local")
@@ -424,7 +428,8 @@ def _problems(data: dict) -> tuple:
     return tuple(problems)
 
 
-def _searches(data: dict, method: str, budget, search_seed: int, startup_trials: int) -> dict:
+def _searches(data: dict, method: str, budget, search_seed: int, startup_trials: int,
+              parallel_trials: int) -> dict:
     value = data["optimizers"]
     if isinstance(value, list) and all(isinstance(item, str) for item in value):
         raise _Invalid(("optimizers",), "give each optimizer its search space: {sgd: {lr: [0.01, 0.1]}}")
@@ -452,7 +457,7 @@ def _searches(data: dict, method: str, budget, search_seed: int, startup_trials:
         if method in ("random", "bayesian"):
             kwargs["seed"] = search_seed
         if method == "bayesian":
-            kwargs["startup_trials"] = startup_trials
+            kwargs.update(startup_trials=startup_trials, batch=parallel_trials)
         try:
             searches[optimizer] = SEARCHES[method](optimizer, parsed, **kwargs)
         except ConfigurationError as error:
