@@ -229,3 +229,14 @@ def test_char_rnn_training_state_is_carried_detached_and_reset():
     assert problem._state is None  # reset at the start of every pass
     problem.load_state_dict({"lstm_state": saved})
     assert problem._state is saved
+
+
+@pytest.mark.realdata
+def test_mnist_vae_untrained_test_loss_is_published(shared_data):
+    """Epoch-0 test loss of the published baselines (protocol 1.1): 181.4."""
+    from deepobs.runners.runner import seed_everything
+
+    seed_everything(42)
+    problem = deepobs.get_problem("mnist_vae", protocol="1.1", data_dir=str(shared_data), device="cpu",
+                                  eval_batch_size=1000).set_up()
+    assert problem.evaluate("test")[0] == pytest.approx(181.4, abs=1.0)
