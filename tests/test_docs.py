@@ -4,9 +4,8 @@ pages in docs/ runs, in order, in a fresh folder, and must succeed.
 Conventions of the pages (MyST Markdown):
 
 * ```` ```bash ```` and ```` ```python ```` blocks are run; other languages (yaml, json,
-  text) are not, except that a block whose first line is ``# file: NAME`` is written
-  to NAME, so that later blocks can use it (sweep files, modules; a Python one also
-  runs once);
+  text) are not; a block whose first line is ``# file: NAME`` (any language) is
+  written to NAME instead, for later blocks to use (sweep files, modules, scripts);
 * a block that cannot run here (downloads, SLURM, ``make``) is written as
   ```` ```{code-block} bash ```` with the option ``:class: no-test``; that set is kept
   small and listed in :data:`NO_TEST_EXPECTED`;
@@ -129,16 +128,13 @@ def run_page(page: Path, folder: Path) -> None:
     script = ["set -euo pipefail"]
     for number, block in enumerate(parse_blocks(page)):
         text = tiny(block.text)
-        if not block.runs and not block.file_name:
-            continue
         if block.file_name:
             (folder / block.file_name).write_text(text)
-            if block.language != "python":
-                continue
+            continue
+        if not block.runs:
+            continue
         script.append(f"echo '>>> {page.name} line {block.line}'")
-        if block.file_name:
-            script.append(f"python {block.file_name}")
-        elif block.language == "python":
+        if block.language == "python":
             name = f"block_{number}.py"
             (folder / name).write_text(text)
             script.append(f"python {name}")
@@ -172,7 +168,7 @@ def test_tiny_settings_rewrite_only_sizes():
     assert tiny("lr: {log_grid: [1.0e-5, 100.0, 36]}") == "lr: {log_grid: [1.0e-5, 100.0, 2]}"
 
 
-@pytest.mark.slow  # a minute or two in all; CI runs: pytest -m slow tests/test_docs.py
+@pytest.mark.slow  # minutes in all (a deepobs-run per command); CI: pytest -m slow tests/test_docs.py
 @pytest.mark.parametrize("page", [pytest.param(page, id=page.name) for page in pages()])
 def test_page_blocks_run(page, tmp_path):
     if not any(block.runs for block in parse_blocks(page)):
