@@ -26,8 +26,11 @@ from deepobs.tuner.executors import EXECUTORS
 
 
 def build_parser() -> OneLineParser:
+    """The ``deepobs-tune`` argument parser."""
     parser = OneLineParser(prog="deepobs-tune", allow_abbrev=False,
-                           description="Tune optimizers on DeepOBS problems from a sweep file (YAML or JSON).")
+                           description="Tune optimizers on DeepOBS problems from a sweep file (YAML or JSON).",
+                           epilog="example: deepobs-tune sweep.yaml --workers 4   (keys of a sweep file: "
+                                  "deepobs.tuner.sweep; a finished run is not run again)")
     parser.add_argument("sweep", help="sweep file (see deepobs/tuner/sweep.py for its keys)")
     parser.add_argument("--executor", choices=EXECUTORS,
                         help="where runs execute (default: the sweep's, else local)")
