@@ -183,12 +183,12 @@ def test_problem_table_matches_the_registry():
     rows = {}
     for line in (DOCS / "testproblems.md").read_text().splitlines():
         cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
-        if len(cells) == 10 and cells[0].startswith("`"):
-            rows[cells[0].strip("`")] = cells
+        if len(cells) == 8 and cells[0].startswith("`"):
+            rows[cells[0].split("`")[1]] = cells
     assert sorted(rows) == deepobs.list_problems()
     for name, cells in rows.items():
         problem = deepobs.get_problem_class(name)
-        assert int(cells[6]) == problem.default_batch_size, name
-        assert int(cells[7]) == problem.default_num_epochs, name
-        weight_decay = None if cells[8] == "-" else float(cells[8])
+        assert int(cells[5]) == problem.default_batch_size, name
+        assert int(cells[6]) == problem.default_num_epochs, name
+        weight_decay = None if cells[7] == "-" else float(cells[7])
         assert weight_decay == problem.default_weight_decay, name
