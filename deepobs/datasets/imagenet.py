@@ -175,6 +175,7 @@ class ImageNet(DataSet):
         return self._augment(images, train), targets
 
     def transform_batch(self, inputs: torch.Tensor, train: bool):
+        """Decoded images to model input (random crop and flip in training, central crop else)."""
         if inputs.dtype == torch.int64 and inputs.ndim == 1:
             return inputs, train  # file indices of a streamed batch: decoded in batches()
         return self._augment(inputs, train)

@@ -80,6 +80,7 @@ class MNIST(DataSet):
         return {"train": self._read_split("train"), "test": self._read_split("test")}
 
     def transform_batch(self, inputs: torch.Tensor, train: bool) -> torch.Tensor:
+        """uint8 images to floats in [0, 1] (no augmentation, as DeepOBS)."""
         return inputs.float().div_(255.0)
 
 

@@ -41,6 +41,7 @@ class OneLineParser(argparse.ArgumentParser):
     """An ArgumentParser whose errors are a single line: ``prog: error: message``."""
 
     def error(self, message):
+        """Exit with status 2 and one line naming the bad argument (and close matches)."""
         if "unrecognized arguments" in message:
             message += self._suggestions(message)
         self.exit(2, f"{self.prog}: error: {one_line(message)}\n")

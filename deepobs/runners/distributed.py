@@ -37,10 +37,12 @@ def is_distributed() -> bool:
 
 
 def rank() -> int:
+    """This process's rank in the torch.distributed group (0 when not distributed)."""
     return dist.get_rank() if is_distributed() else 0
 
 
 def world_size() -> int:
+    """Number of processes in the torch.distributed group (1 when not distributed)."""
     return dist.get_world_size() if is_distributed() else 1
 
 

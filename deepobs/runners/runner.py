@@ -537,9 +537,11 @@ class LearningRateScheduleRunner(StandardRunner):
     learning rate is ``lr · lr_sched_factors[i]`` (DeepOBS semantics)."""
 
     def training_param_names(self) -> tuple:
+        """``lr_sched_epochs`` and ``lr_sched_factors``."""
         return ("lr_sched_epochs", "lr_sched_factors")
 
     def check_training_params(self, lr_sched_epochs=None, lr_sched_factors=None, **other) -> dict:
+        """Check the schedule: both lists or neither, same length, increasing epochs >= 1, factors >= 0."""
         if other:
             super().check_training_params(**other)
         if (lr_sched_epochs is None) != (lr_sched_factors is None):
@@ -559,6 +561,7 @@ class LearningRateScheduleRunner(StandardRunner):
         return {"lr_sched_epochs": lr_sched_epochs, "lr_sched_factors": lr_sched_factors}
 
     def make_scheduler(self, optimizer, lr_sched_epochs=None, lr_sched_factors=None):
+        """A per-epoch LambdaLR following the schedule, or None without one."""
         if lr_sched_epochs is None:
             return None
         return torch.optim.lr_scheduler.LambdaLR(
@@ -603,10 +606,12 @@ class TrainingLog:
                 "extra_metrics": self.extra_metrics}
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore the lists saved by :meth:`state_dict` (checkpoints)."""
         for name, value in state.items():
             setattr(self, name, value)
 
     def record(self, phase: str, loss: float, accuracy: Optional[float]) -> None:
+        """Append one evaluation's loss (and accuracy, if any) of ``phase``."""
         self.losses[phase].append(loss)
         if accuracy is not None:
             self.accuracies[phase].append(accuracy)
@@ -627,12 +632,14 @@ class TrainingLog:
                     values.extend([values[0]] * (num_epochs + 1 - len(values)))
 
     def write_tensorboard(self, writer, epoch: int) -> None:
+        """Write the last evaluation's losses and accuracies to a TensorBoard writer."""
         for phase in self.phases:
             writer.add_scalar(f"{phase}/loss", self.losses[phase][-1], epoch)
             if self.accuracies[phase]:
                 writer.add_scalar(f"{phase}/accuracy", self.accuracies[phase][-1], epoch)
 
     def output(self) -> dict:
+        """The per-epoch lists and divergence record under their result-file keys."""
         key = {"train_eval": "train", "valid": "valid", "test": "test"}
         output = {f"{key[phase]}_losses": self.losses[phase] for phase in self.phases}
         output["minibatch_train_losses"] = self.minibatch_train_losses

@@ -107,6 +107,7 @@ class TolstoiCharRNN(TestProblem):
         return {"lstm_state": _detach(state)}
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore the carried LSTM state saved by :meth:`state_dict` (checkpoints)."""
         self._state = state.get("lstm_state")
         self._next_state = None
 

@@ -49,6 +49,7 @@ class SerialExecutor(Executor):
     """Runs in this process, one after the other (the simplest, for scripts and tests)."""
 
     def run(self, runs: list) -> Iterator[RunOutcome]:
+        """Execute the runs one after the other; yields their outcomes."""
         for spec in runs:
             yield execute_run(spec)
 
@@ -119,6 +120,7 @@ class LocalExecutor(Executor):
         return self._pool
 
     def run(self, runs: list) -> Iterator[RunOutcome]:
+        """Execute the runs on the process pool; yields outcomes as runs finish."""
         pending = list(runs)
         deaths: dict = {}
         try:
@@ -159,6 +161,7 @@ class LocalExecutor(Executor):
                 process.join()
 
     def close(self) -> None:
+        """Shut the process pool down (waits for its workers)."""
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
@@ -254,9 +257,11 @@ class SubmititExecutor(Executor):
 
     @property
     def cluster(self) -> str:
+        """Where the jobs run: ``slurm``, ``local`` or ``debug``."""
         return self.executor.cluster
 
     def run(self, runs: list) -> Iterator[RunOutcome]:
+        """Submit the runs as a job array; yields outcomes, requeueing preempted runs."""
         pending, requeues = list(runs), 0
         while pending:
             interrupted = []

@@ -43,6 +43,7 @@ class SweepProgress:
 
     @property
     def remaining(self) -> int:
+        """Runs neither done nor failed yet."""
         return max(self.total - self.done - self.failed, 0)
 
     def eta_seconds(self) -> Optional[float]:
@@ -67,10 +68,12 @@ class SweepProgress:
             print(self.line(outcome), file=self.stream, flush=True)
 
     def counts(self) -> str:
+        """The progress counters and ETA as one line."""
         return (f"{self.done + self.failed}/{self.total} | done {self.done} | failed {self.failed} "
                 f"| remaining {self.remaining} | ETA {format_seconds(self.eta_seconds())}")
 
     def line(self, outcome: RunOutcome) -> str:
+        """The progress line written for one finished run."""
         if outcome.status == "failed":
             what = f"FAILED: {outcome.error}"
         elif outcome.status == "exists":

@@ -43,6 +43,7 @@ class RunSpec:
     optimizer_name: Optional[str] = None
 
     def to_dict(self) -> dict:
+        """The run's fields as a plain dict (for records)."""
         return asdict(self)
 
     @property

@@ -102,9 +102,11 @@ class Sweep:
 
     @property
     def method(self) -> str:
+        """The search method of the sweep (``grid``, ``random`` or ``bayesian``)."""
         return next(iter(self.searches.values())).method
 
     def with_output_dir(self, output_dir: str) -> "Sweep":
+        """A copy of the sweep writing to ``output_dir``."""
         return replace(self, output_dir=str(output_dir))
 
     def studies(self) -> list:
