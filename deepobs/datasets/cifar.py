@@ -125,7 +125,7 @@ class CIFAR10(DataSet):
         }
 
     def transform_batch(self, inputs: torch.Tensor, train: bool) -> torch.Tensor:
-        """uint8 images to per-image standardised floats; in training after the published random crop, flip (if ``random_flip``) and colour distortions."""
+        """uint8 images to standardised floats; training adds random crop, flip and colour distortions."""
         return small_image_batch(inputs, train, self.augment_generator, flip=self.random_flip)
 
 
