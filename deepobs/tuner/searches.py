@@ -275,10 +275,7 @@ class StudyResult:
     def to_dict(self) -> dict:
         reruns = None
         if self.reruns is not None:
-            finals = self.reruns.scores
-            reruns = {**self.reruns.to_dict(),
-                      "mean": statistics.fmean(finals.values()) if finals else None,
-                      "std": statistics.pstdev(finals.values()) if len(finals) > 1 else None}
+            reruns = {**self.reruns.to_dict(), **_mean_and_std(list(self.reruns.scores.values()))}
         return {
             "testproblem": self.testproblem, "optimizer": self.optimizer, "method": self.method,
             "mode": self.mode, "metric": self.metric,
@@ -287,6 +284,15 @@ class StudyResult:
             "best_score": self.best.score if self.best else None,
             "trials": [trial.to_dict() for trial in self.trials], "reruns": reruns,
         }
+
+
+def _mean_and_std(values: list) -> dict:
+    """Mean and population std of scores; the std is None when a score is not finite."""
+    if not values:
+        return {"mean": None, "std": None}
+    mean = statistics.fmean(values)
+    finite = all(math.isfinite(value) for value in values)
+    return {"mean": mean, "std": statistics.pstdev(values) if finite and len(values) > 1 else None}
 
 
 class Study:
