@@ -299,3 +299,38 @@ def test_signal_during_an_evaluation_abandons_it_and_resume_redoes_it(tmp_path, 
     assert run_child(argv(tmp_path, "--resume")).exitcode == 0
     (path,) = result_files(tmp_path)
     assert numbers(path) == reference
+
+
+@pytest.mark.slow
+def test_char_rnn_resumes_mid_epoch_with_its_lstm_state(tmp_path):
+    """The LSTM state carried from batch to batch is part of the checkpoint
+    (TestProblem.state_dict): a run crashed mid-epoch resumes to identical numbers."""
+
+    class Crash(BaseException):
+        pass
+
+    class CrashingRunner(StandardRunner):
+        crash_at, steps = None, 0
+
+        def training_step(self, tproblem, optimizer):
+            type(self).steps += 1
+            if type(self).steps == self.crash_at:
+                raise Crash
+            return super().training_step(tproblem, optimizer)
+
+    spec = resolve_optimizer("adam")
+    settings = dict(testproblem="tolstoi_char_rnn", hyperparams={"lr": 0.002}, num_epochs=1, batch_size=4,
+                    fake_data=40, quiet=True, checkpoint_every=2, device="cpu")
+    reference = CrashingRunner(spec.build, spec.hyperparameters, "Adam").run(output_dir=str(tmp_path / "a"),
+                                                                              **settings)
+    CrashingRunner.steps, CrashingRunner.crash_at = 0, 4
+    with pytest.raises(Crash):
+        CrashingRunner(spec.build, spec.hyperparameters, "Adam").run(output_dir=str(tmp_path / "b"),
+                                                                     resume=True, **settings)
+    CrashingRunner.crash_at = None
+    resumed = CrashingRunner(spec.build, spec.hyperparameters, "Adam").run(output_dir=str(tmp_path / "b"),
+                                                                            resume=True, **settings)
+    assert resumed["resumed_at"] == [{"epoch": 0, "step": 2}]
+    for key in reference:
+        if key not in VOLATILE:
+            assert resumed[key] == reference[key], key
