@@ -96,7 +96,10 @@ def build_run_parser(hyperparameter_names: dict, optimizer_flag: bool = True,
     parser = OneLineParser(
         prog="deepobs-run", allow_abbrev=False,
         description="Train one optimizer on one DeepOBS test problem and write a result file.",
-        epilog="example: deepobs-run quadratic_deep --optimizer sgd --lr 0.0158 -N 100",
+        epilog="example: deepobs-run quadratic_deep --optimizer sgd --lr 0.0158 -N 100\n\n"
+               "exit status: 0 done or skipped, 1 failed (e.g. disk full; earlier files intact), "
+               "2 bad input, 3 the same setting and seed is running elsewhere, 75 stopped by "
+               "SIGTERM/SIGINT with a checkpoint (rerun with --resume), 130 stopped without one",
     )
     parser.add_argument("testproblem", help="problem name (deepobs-run --list shows them)")
     if optimizer_flag:
