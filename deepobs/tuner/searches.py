@@ -436,6 +436,8 @@ def tune_studies(studies: list, executor=None, progress: Optional[SweepProgress]
     reruns = _unique([spec for study in studies for spec in study.ask_reruns()], progress)
     if reruns:
         _deliver(execute(reruns, executor, progress, records), studies)
+    if progress is not None:  # planned reruns of a study without a finished setting never ran
+        progress.total = progress.done + progress.failed
     return [study.result() for study in studies]
 
 
