@@ -111,7 +111,8 @@ class RunSpec:
         for flag, value in options:
             if value is not None:
                 words += [flag, repr(value) if isinstance(value, float) else str(value)]
-        words += ["--skip_if_exists", "--quiet"]
+        # Like the sweep itself: skip a finished run, continue an interrupted one.
+        words += ["--skip_if_exists", "--resume", "--quiet"]
         return shlex.join(words)
 
 
