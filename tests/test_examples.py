@@ -82,5 +82,6 @@ def test_local_sweep_tunes_and_reruns(tmp_path, monkeypatch):
     # 2 optimizers x (2 grid points with seed 42 + the best one with seed 43)
     assert len(files) == 6
     assert {path.parts[-3] for path in files} == {"SGD", "Momentum"}
-    summary = json.loads((tmp_path / "results_sweep" / ".deepobs_tune" / "lr_sweep" / "summary.json").read_text())
+    records = tmp_path / "results_sweep" / ".deepobs_tune" / "lr_sweep"
+    summary = json.loads((records / "summary.json").read_text())
     assert len(summary["studies"]) == 2
