@@ -192,3 +192,18 @@ def test_problem_table_matches_the_registry():
         assert int(cells[6]) == problem.default_num_epochs, name
         weight_decay = None if cells[7] == "-" else float(cells[7])
         assert weight_decay == problem.default_weight_decay, name
+
+
+def test_every_command_help_has_an_example_line():
+    """``--help`` of every console script ends with a line starting ``example: <command>``."""
+    from deepobs.analyzer.cli import build_parser as plot_parser
+    from deepobs.datasets.prepare import build_parser as prepare_parser
+    from deepobs.runners.cli import build_run_parser
+    from deepobs.tuner.cli import build_parser as tune_parser
+
+    parsers = {"deepobs-run": build_run_parser({}), "deepobs-plot": plot_parser(),
+               "deepobs-tune": tune_parser(), "deepobs-prepare-data": prepare_parser()}
+    setup = (ROOT / "setup.py").read_text()
+    for command, parser in parsers.items():
+        assert f'"{command}=' in setup, command
+        assert (parser.epilog or "").startswith(f"example: {command} "), command
