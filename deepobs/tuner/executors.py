@@ -14,15 +14,16 @@ import os
 import shutil
 import signal
 import threading
-import time
 from pathlib import Path
 from typing import Iterator, Optional
 
 from deepobs.errors import ConfigurationError
 from deepobs.tuner.runs import RunOutcome, RunSpec, execute_run
 
-#: A run whose worker process dies (killed, out of memory) this many times is failed.
-MAX_WORKER_DEATHS = 2
+#: A run in flight when a worker process dies (killed, out of memory) is tried again;
+#: after this many such deaths it is failed. (A dying worker breaks the whole pool, so
+#: the runs beside it are counted too; hence more than one try.)
+MAX_WORKER_DEATHS = 3
 
 
 class Executor:
