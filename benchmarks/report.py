@@ -52,7 +52,7 @@ def markdown(figures: dict) -> str:
         f"Device {figures['device']}, {figures['threads']} torch threads on {figures['cores']} cores, "
         f"torch {figures['torch']}; medians of {figures['repeats']} alternated repeats; "
         f"load average {load[0][0]:.1f} before, {load[1][0]:.1f} after; "
-        + (f"--quick: {figures['quick_steps']} training steps per epoch, evaluations cut in proportion."
+        + ("--quick: shortened epochs (the training steps in the table), evaluations cut in proportion."
            if figures["quick"] else "full epochs."),
         "",
         "| problem | batches train / train_eval / valid / test | eval batch | ours: epoch (train + eval) s "

@@ -72,9 +72,17 @@ def compare_epochs(workload, repeats: int) -> dict:
     }
 
 
-def option_variants(name: str, with_compile: bool) -> dict:
-    """The speed options worth timing on problem ``name``: {label: (build kwargs, options)}."""
-    options = {"eval at training batch size (old default)": ({"eval_batch_size": "train"}, {})}
+def option_variants(problem, with_compile: bool) -> dict:
+    """The speed options worth timing on ``problem``: {label: (build kwargs, options)}.
+
+    The first line is the other evaluation batch: the GPU's automatic one on a CPU
+    (where the default is the training batch size), the training batch size on a GPU.
+    """
+    name, default = problem.name, problem.data.eval_batch_size
+    other = problem.auto_eval_batch_size("cuda") if default == problem.batch_size else problem.batch_size
+    options = {}
+    if other != default:
+        options[f"eval batch {other} (default {default})"] = ({"eval_batch_size": other}, {})
     if name in CONV_PROBLEMS:
         options["channels_last"] = ({}, {"channels_last": True})
     options["amp bf16"] = ({}, {"amp": "bf16"})
@@ -88,9 +96,7 @@ def compare_options(workload, repeats: int, with_compile: bool) -> dict:
     base = workload.problem
     base_optimizer = epochs.make_optimizer(base)
     lines = {}
-    for label, (build_kwargs, options) in option_variants(workload.name, with_compile).items():
-        if build_kwargs.get("eval_batch_size") == "train":
-            build_kwargs = {"eval_batch_size": base.batch_size}
+    for label, (build_kwargs, options) in option_variants(base, with_compile).items():
         other = workloads.reshape_like(base, workload.batches, **build_kwargs)
         started = time.perf_counter()
         other.set_performance_options(**options)
@@ -116,7 +122,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
                         help="shortened epochs (--quick_steps training steps, evaluations in proportion)")
-    parser.add_argument("--quick_steps", type=int, default=16)
+    parser.add_argument("--quick_steps", type=int, default=None,
+                        help="training steps of a --quick epoch (default: per problem, "
+                             "workloads.QUICK_STEPS)")
     parser.add_argument("--problems", nargs="+", default=list(workloads.PROBLEMS))
     parser.add_argument("--repeats", type=int, help="timed repeats per variant (default 3 quick, 5 full)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -126,8 +134,9 @@ def main(argv=None) -> int:
     parser.add_argument("--options", choices=["none", "some", "all"], default=None,
                         help="speed-option lines: none, some (no compile), all "
                              "(default: some with --quick, all otherwise)")
-    parser.add_argument("--compile_problems", nargs="+", default=["mnist_mlp", "fmnist_2c2d"],
-                        help="problems whose torch.compile line is measured (compiling is slow on CPU)")
+    parser.add_argument("--compile_problems", nargs="+", default=["mnist_mlp"],
+                        help="problems whose torch.compile line is measured with --options some "
+                             "(compiling is slow on a CPU)")
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"),
                         help="folder of the JSON and Markdown files")
     parser.add_argument("--tag", default=None, help="file name stem (default: quick or full, and device)")
@@ -142,16 +151,18 @@ def main(argv=None) -> int:
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "device": report.device_name(device), "threads": torch.get_num_threads(),
         "cores": available_cores(), "torch": torch.__version__, "python": platform.python_version(),
-        "quick": args.quick, "quick_steps": args.quick_steps if args.quick else None,
+        "quick": args.quick,
+        "quick_steps": (args.quick_steps or workloads.QUICK_STEPS) if args.quick else None,
         "repeats": repeats, "load_average_before": os.getloadavg(), "problems": {},
     }
     print(f"{figures['device']}, torch {torch.__version__}, {figures['threads']} threads, "
           f"load average {figures['load_average_before'][0]:.1f}; median of {repeats}"
-          + (f"; quick: {args.quick_steps} training steps per epoch" if args.quick else ""), flush=True)
+          + ("; quick: shortened epochs" if args.quick else ""), flush=True)
     for name in args.problems:
         if name not in workloads.PROBLEMS:
             parser.error(f"unknown problem {name!r}; allowed: {', '.join(workloads.PROBLEMS)}")
-        workload = workloads.build_workload(name, str(device), args.quick_steps if args.quick else None)
+        quick_steps = (args.quick_steps or workloads.QUICK_STEPS[name]) if args.quick else None
+        workload = workloads.build_workload(name, str(device), quick_steps)
         entry = {"workload": workload.describe(), "batches": workload.batches,
                  "full_batches": workload.full_batches, "real_data": workload.real_data,
                  "batch_size": workload.problem.batch_size,
@@ -160,7 +171,8 @@ def main(argv=None) -> int:
         print(report.epoch_line(name, entry), flush=True)
         if options_mode != "none":
             with_compile = options_mode == "all" or name in args.compile_problems
-            entry["options"] = compare_options(workload, repeats, with_compile)
+            entry["options"] = compare_options(workload, max(2, repeats - 1) if args.quick else repeats,
+                                               with_compile)
             for label, line in entry["options"].items():
                 print(report.option_line(name, label, line), flush=True)
         figures["problems"][name] = entry

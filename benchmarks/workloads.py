@@ -36,6 +36,9 @@ FAKE_SIZES = {"cifar10_3c3d": 50_000, "mnist_mlp": 60_000, "fmnist_2c2d": 60_000
 #: Real test split sizes, for problems built on fake data (the fake test split is N/2).
 TEST_SIZES = {"cifar10_3c3d": 10_000, "mnist_mlp": 10_000, "fmnist_2c2d": 10_000}
 PHASES = ("train", "train_eval", "valid", "test")
+#: Training steps of a --quick epoch: about the same seconds for every problem on a CPU.
+QUICK_STEPS = {"mnist_mlp": 32, "fmnist_2c2d": 8, "cifar10_3c3d": 6, "tolstoi_char_rnn": 24,
+               "quadratic_deep": 7}
 
 
 @dataclass

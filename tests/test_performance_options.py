@@ -43,16 +43,18 @@ def assert_close(first, second, tolerance=1e-6):
 ])
 def test_automatic_eval_batch_size(name, batch_size, expected):
     problem = build(name, batch_size=batch_size, fake_data=200)
-    assert problem.data.eval_batch_size == expected
+    assert problem.auto_eval_batch_size("cuda") == expected
     assert AUTO_EVAL_EXAMPLES == 1024
+    # On a CPU bigger batches do not pay (compute-bound; caches): the training batch size.
+    assert problem.auto_eval_batch_size() == problem.data.eval_batch_size == batch_size
 
 
 def test_big_inputs_keep_the_training_batch_size():
     problem = build("mnist_mlp", batch_size=32, fake_data=200)
     problem.data.input_shape = (3, 256, 256)  # ImageNet-sized: 196,608 values per example
-    assert problem.auto_eval_batch_size() == 32
+    assert problem.auto_eval_batch_size("cuda") == 32
     problem.data.input_shape = (3, 64, 64)    # 12,288 values: 341 allowed -> 10 batches of 32
-    assert problem.auto_eval_batch_size() == 320
+    assert problem.auto_eval_batch_size("cuda:0") == 320
 
 
 def test_given_eval_batch_size_is_kept():
@@ -60,9 +62,9 @@ def test_given_eval_batch_size_is_kept():
 
 
 @pytest.mark.parametrize("name", ["mnist_mlp", "cifar10_3c3d", "quadratic_deep"])
-def test_automatic_eval_batch_gives_the_training_batch_numbers(name):
-    automatic = build(name, batch_size=16)
-    reference = build(name, batch_size=16, eval_batch_size=16)
+def test_gpu_eval_batch_gives_the_training_batch_numbers(name):
+    automatic = build(name, batch_size=16, eval_batch_size=1024)  # the automatic size on a GPU
+    reference = build(name, batch_size=16)
     assert automatic.data.eval_batch_size == 1024 and reference.data.eval_batch_size == 16
     first, second = evaluate_all(automatic), evaluate_all(reference)
     assert_close(first, second)
@@ -90,8 +92,8 @@ def run(problem="quadratic_deep", **kwargs):
                       quiet=True, device="cpu", **kwargs)
 
 
-def test_runner_results_equal_at_automatic_and_training_eval_batch():
-    automatic, reference = run("mnist_mlp"), run("mnist_mlp", eval_batch_size=16)
+def test_runner_results_equal_at_large_and_training_eval_batch():
+    automatic, reference = run("mnist_mlp", eval_batch_size=1024), run("mnist_mlp")
     assert automatic["eval_batch_size"] == 1024 and reference["eval_batch_size"] == 16
     for key in ("train_losses", "valid_losses", "test_losses", "train_accuracies", "test_accuracies",
                 "minibatch_train_losses"):
