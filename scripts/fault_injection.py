@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -34,6 +35,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+#: Where the deepobs package under test is imported from (a snapshot, see ``snapshot``).
+SOURCE = {"path": REPO}
 #: Keys that measure time, record the interruptions or name the source commit (which
 #: other people's commits change between the reference and the resumed run).
 VOLATILE = {"train_times", "eval_times", "wall_time", "resumed_at", "git_commit"}
@@ -46,8 +49,19 @@ def base_command(output_dir, seed, epochs, batch_size, checkpoint_every):
             "--checkpoint_every", str(checkpoint_every)]
 
 
+def snapshot(work: Path) -> Path:
+    """Copy the package, so that edits to the working tree during the hour-long test do
+    not change the code between a reference run and its resumed twin."""
+    target = work / "source"
+    if not target.exists():
+        shutil.copytree(REPO / "deepobs", target / "deepobs", ignore=shutil.ignore_patterns("__pycache__"))
+        if (REPO / "VERSION").exists():
+            shutil.copy(REPO / "VERSION", target / "VERSION")
+    return target
+
+
 def environment():
-    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    env = dict(os.environ, PYTHONPATH=str(SOURCE["path"]), OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     env.pop("DEEPOBS_DEBUG", None)
     return env
 
@@ -374,14 +388,21 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of the kill times and garbage")
     parser.add_argument("--workdir", help="folder for the runs (default: a temporary one)")
     parser.add_argument("--report", help="write the summary as JSON here")
+    parser.add_argument("--live", action="store_true",
+                        help="import deepobs from the working tree instead of a snapshot copy of it")
     args = parser.parse_args()
     rng = random.Random(args.seed)
     work = Path(args.workdir or tempfile.mkdtemp(prefix="deepobs-faults-"))
     work.mkdir(parents=True, exist_ok=True)
+    if not args.live:
+        SOURCE["path"] = snapshot(work)
 
     def log(message):
         print(message, flush=True)
 
+    imported = subprocess.run([sys.executable, "-c", "import deepobs; print(deepobs.__file__)"], env=environment(),
+                              capture_output=True, text=True, cwd=work).stdout.strip()
+    log(f"testing deepobs from {imported}")
     started = time.monotonic()
     runs = [kill_resume_run(work, 100 + index, args, rng, log) for index in range(args.runs)]
     concurrent = concurrency(work, args, log)

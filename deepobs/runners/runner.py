@@ -223,6 +223,7 @@ class StandardRunner:
             config["amp"] = amp
 
         lock = None if no_logs else RunLock(lock_path(run_folder, random_seed)).acquire()
+        signals = contextlib.ExitStack()
         try:
             checkpointer, resume_state = None, None
             if not no_logs:
@@ -255,9 +256,11 @@ class StandardRunner:
             if resume_state:
                 self._log(f"resuming from {checkpointer.path} at epoch {resume_state['epoch']}, "
                           f"step {resume_state['step']}")
-            with self._graceful_signals():
-                output = self.training(tproblem, hyperparams, num_epochs, bool(print_train_iter),
-                                       train_log_interval, bool(tb_log), tb_log_dir, **training_params)
+            # The handlers stay until the result is written: a signal after the last step
+            # lets the run finish instead of killing it while it writes.
+            signals.enter_context(self._graceful_signals())
+            output = self.training(tproblem, hyperparams, num_epochs, bool(print_train_iter),
+                                   train_log_interval, bool(tb_log), tb_log_dir, **training_params)
             wall_time = self._wall_time_before + time.perf_counter() - self._run_started
             output = self._post_process_output(
                 output, testproblem, batch_size, num_epochs, random_seed, weight_decay, hyperparams,
@@ -281,6 +284,7 @@ class StandardRunner:
                     checkpointer.remove()
             return output
         finally:
+            signals.close()
             self._checkpointer, self._resume_state = None, None
             if lock is not None:
                 lock.release()
