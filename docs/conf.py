@@ -33,3 +33,15 @@ autodoc_inherit_docstrings = False
 
 html_theme = "furo"
 html_title = f"deepobs {release}"
+
+
+def _keep_attribute_colons(app, what, name, obj, options, lines):
+    """``#: Largest run seed: NumPy's ...`` is prose, but napoleon would read the text
+    before the colon as a type; an en dash keeps the sentence whole."""
+    if what in ("data", "attribute") and lines and ": " in lines[0]:
+        lines[0] = lines[0].replace(": ", " – ", 1)
+
+
+def setup(app):
+    # Runs before napoleon (priority 500), which parses attribute docstrings.
+    app.connect("autodoc-process-docstring", _keep_attribute_colons, priority=400)
