@@ -207,3 +207,18 @@ def test_every_command_help_has_an_example_line():
     for command, parser in parsers.items():
         assert f'"{command}=' in setup, command
         assert (parser.epilog or "").startswith(f"example: {command} "), command
+
+
+def test_result_format_page_names_every_key():
+    """Every key of a real result (quadratic_deep, protocols 1.2 and 1.1) is in docs/results.md."""
+    import torch
+
+    from deepobs import StandardRunner
+
+    page = (DOCS / "results.md").read_text()
+    runner = StandardRunner(torch.optim.SGD, {"lr": {"type": float}})
+    for protocol in ("1.2", "1.1"):
+        output = runner.run("quadratic_deep", {"lr": 0.01}, num_epochs=1, protocol=protocol,
+                            no_logs=True, quiet=True, device="cpu")
+        missing = [key for key in output if f"`{key}`" not in page]
+        assert not missing, f"docs/results.md does not describe {missing}"
