@@ -117,10 +117,20 @@ def preload(problem, count: int) -> list:
     return batches
 
 
-def floor_epoch(problem, optimizer, batches: list) -> dict:
-    """Forward, backward and step alone on preloaded batches: the model's own arithmetic."""
+def preload_eval(problem) -> dict:
+    """The batches of every evaluation pass, transformed once, at the training batch size."""
+    data = problem.data
+    phases = ["train_eval", "valid", "test"] if data.has_validation else ["train_eval", "test"]
+    return {phase: [(inputs.clone(), targets.clone()) for inputs, targets in data.batches(phase)]
+            for phase in phases}
+
+
+def floor_epoch(problem, optimizer, batches: list, eval_batches: dict) -> dict:
+    """The model's own arithmetic: forward, backward and step on preloaded training
+    batches, and forward passes alone on preloaded evaluation batches."""
     device = problem.device
-    problem.net.train()
+    net = problem.net
+    net.train()
     _reset_state(problem)
     synchronize(device)
     started = time.perf_counter()
@@ -131,4 +141,16 @@ def floor_epoch(problem, optimizer, batches: list) -> dict:
         loss.backward()
         optimizer.step()
     synchronize(device)
-    return {"train": time.perf_counter() - started}
+    times = {"train": time.perf_counter() - started}
+    net.eval()
+    for phase, phase_batches in eval_batches.items():
+        _reset_state(problem)
+        started = time.perf_counter()
+        with torch.inference_mode():
+            for inputs, targets in phase_batches:
+                _advance_state(problem)
+                problem._compute(inputs, targets)
+        synchronize(device)
+        times[phase] = time.perf_counter() - started
+    _reset_state(problem)
+    return times

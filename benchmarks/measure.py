@@ -52,9 +52,12 @@ class PeakMemory:
         return False
 
 
-def alternate(variants: dict, repeats: int, device: torch.device) -> dict:
+def alternate(variants: dict, repeats: int, device: torch.device, min_seconds: float = 1.0,
+              max_repeats: int = 50) -> dict:
     """Run every variant ``repeats`` times in turn (rotating the order) after one
-    warm-up each. ``variants`` maps a name to a callable returning ``{part: seconds}``.
+    warm-up each; more times (up to ``max_repeats``) when a run is so short that
+    ``repeats`` runs would take less than ``min_seconds`` (noise). ``variants`` maps a
+    name to a callable returning ``{part: seconds}``.
 
     Returns ``{name: {"parts": {part: median s}, "total": median s, "runs": [{part: s}],
     "peak_bytes": ..., "extra_bytes": ...}}``.
@@ -62,10 +65,12 @@ def alternate(variants: dict, repeats: int, device: torch.device) -> dict:
     names = list(variants)
     runs = {name: [] for name in names}
     memory = {}
+    longest = 0.0
     for name in names:  # warm-up, and the memory figure (first run: allocator state fresh)
         with PeakMemory(device) as peak:
-            variants[name]()
+            longest = max(longest, sum(variants[name]().values()))
         memory[name] = (peak.peak, peak.extra)
+    repeats = max(repeats, min(max_repeats, int(min_seconds / max(longest, 1e-6))))
     for repeat in range(repeats):
         order = names[repeat % len(names):] + names[:repeat % len(names)]
         for name in order:
@@ -87,3 +92,10 @@ def paired_ratio(results: dict, numerator: str, denominator: str, parts=None) ->
 
     pairs = zip(results[numerator]["runs"], results[denominator]["runs"])
     return statistics.median(seconds(a) / seconds(b) for a, b in pairs)
+
+
+def paired_overhead(results: dict, variant: str, floor: str) -> float:
+    """Median over the repeats of ``variant``'s epoch minus the floor's, side by side:
+    the seconds the harness adds to the model's own arithmetic."""
+    pairs = zip(results[variant]["runs"], results[floor]["runs"])
+    return statistics.median(sum(a.values()) - sum(b.values()) for a, b in pairs)

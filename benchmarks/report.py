@@ -21,10 +21,13 @@ def _eval_seconds(parts: dict) -> float:
 
 def epoch_line(name: str, entry: dict) -> str:
     ours, common, floor = (entry["variants"][v] for v in ("ours", "common", "floor"))
+    overhead = entry["overhead_seconds"]
     return (f"{name:<17} ours {ours['total']:7.3f} s (train {ours['parts']['train']:.3f} + eval "
             f"{_eval_seconds(ours['parts']):.3f})  common {common['total']:7.3f} s  floor "
-            f"{floor['total']:.3f} s  | ours/floor (train) {entry['ours_over_floor_train']:.3f}  "
-            f"common/ours (epoch) {entry['common_over_ours_epoch']:.2f}x")
+            f"{floor['total']:.3f} s (train {floor['parts']['train']:.3f})  | ours/floor: train "
+            f"{entry['ours_over_floor_train']:.3f}, epoch {entry['ours_over_floor_epoch']:.3f}  "
+            f"common/ours (epoch) {entry['common_over_ours_epoch']:.2f}x  added to the floor: ours "
+            f"{overhead['ours']:+.3f} s, common {overhead['common']:+.3f} s")
 
 
 def option_line(name: str, label: str, line: dict) -> str:
@@ -56,9 +59,10 @@ def markdown(figures: dict) -> str:
            if figures["quick"] else "full epochs."),
         "",
         "| problem | batches train / train_eval / valid / test | eval batch | ours: epoch (train + eval) s "
-        "| common way s | floor (train) s | ours / floor (train) | common / ours (epoch) "
-        "| common / ours (eval) | peak RSS ours / common / floor MiB |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| common way s | floor (train + eval) s | ours / floor (train) | ours / floor (epoch) "
+        "| common / ours (epoch) | common / ours (eval) | s added to the floor: ours / common "
+        "| peak RSS ours / common / floor MiB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, entry in figures["problems"].items():
         ours, common, floor = (entry["variants"][v] for v in ("ours", "common", "floor"))
@@ -67,8 +71,11 @@ def markdown(figures: dict) -> str:
         lines.append(
             f"| {name} | {batches} | {entry['eval_batch_size']} (train {entry['batch_size']}) | "
             f"{ours['total']:.3f} ({ours['parts']['train']:.3f} + {_eval_seconds(ours['parts']):.3f}) | "
-            f"{common['total']:.3f} | {floor['total']:.3f} | {entry['ours_over_floor_train']:.3f} | "
-            f"{entry['common_over_ours_epoch']:.2f}× | {entry['common_over_ours_eval']:.2f}× | {memory} |")
+            f"{common['total']:.3f} | {floor['total']:.3f} ({floor['parts']['train']:.3f} + "
+            f"{_eval_seconds(floor['parts']):.3f}) | {entry['ours_over_floor_train']:.3f} | "
+            f"{entry['ours_over_floor_epoch']:.3f} | {entry['common_over_ours_epoch']:.2f}× | "
+            f"{entry['common_over_ours_eval']:.2f}× | {entry['overhead_seconds']['ours']:+.3f} / "
+            f"{entry['overhead_seconds']['common']:+.3f} | {memory} |")
     option_rows = [(name, label, line) for name, entry in figures["problems"].items()
                    for label, line in entry.get("options", {}).items()]
     if option_rows:

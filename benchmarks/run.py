@@ -31,7 +31,7 @@ import epochs  # noqa: E402
 import report  # noqa: E402
 import workloads  # noqa: E402
 from common_way import CommonLoaders  # noqa: E402
-from measure import alternate, paired_ratio  # noqa: E402
+from measure import alternate, paired_overhead, paired_ratio  # noqa: E402
 
 from deepobs.tuner.executors import available_cores  # noqa: E402
 
@@ -56,10 +56,11 @@ def compare_epochs(workload, repeats: int) -> dict:
     optimizer = epochs.make_optimizer(problem)
     loaders = CommonLoaders(problem, workload.batches)
     floor_batches = epochs.preload(problem, workload.batches["train"])
+    floor_eval = epochs.preload_eval(problem)
     results = alternate({
         "ours": lambda: epochs.ours_epoch(problem, optimizer),
         "common": lambda: epochs.common_epoch(problem, optimizer, loaders),
-        "floor": lambda: epochs.floor_epoch(problem, optimizer, floor_batches),
+        "floor": lambda: epochs.floor_epoch(problem, optimizer, floor_batches, floor_eval),
     }, repeats, problem.device)
     eval_parts = [phase for phase in EVAL_PHASES if phase in results["ours"]["parts"]]
     return {
@@ -68,6 +69,9 @@ def compare_epochs(workload, repeats: int) -> dict:
         "common_over_ours_epoch": paired_ratio(results, "common", "ours"),
         "common_over_ours_train": paired_ratio(results, "common", "ours", ["train"]),
         "common_over_ours_eval": paired_ratio(results, "common", "ours", eval_parts),
+        "ours_over_floor_epoch": paired_ratio(results, "ours", "floor"),
+        "common_over_floor_epoch": paired_ratio(results, "common", "floor"),
+        "overhead_seconds": {name: paired_overhead(results, name, "floor") for name in ("ours", "common")},
         "eval_share_ours": sum(results["ours"]["parts"][p] for p in eval_parts) / results["ours"]["total"],
     }
 

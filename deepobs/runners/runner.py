@@ -787,20 +787,26 @@ def _finite_loss(loss: torch.Tensor) -> bool:
 def non_finite_state(net: torch.nn.Module) -> Optional[str]:
     """"gradients" or "parameters" if one of them holds a NaN or an infinity, else None.
 
-    One device sync: the max-abs norms of all tensors are stacked and tested at once.
+    One device sync per group: the 2-norms of all tensors are stacked and tested at
+    once. A 2-norm is finite only if every element is; a non-finite one (a NaN or an
+    infinity, or an overflow of huge finite values) is confirmed with the exact
+    max-abs norms. (On a CPU the max-abs ``_foreach_norm`` is some 50× slower than the
+    2-norm: 7.5 ms against 0.15 ms for mnist_mlp's 1.3 M parameters.)
     """
     for reason, tensors in (("gradients", [p.grad for p in net.parameters() if p.grad is not None]),
                             ("parameters", [p.detach() for p in net.parameters()])):
         tensors = [t for t in tensors if t.numel() and t.is_floating_point()]
-        if not tensors:
-            continue
-        try:
-            norms = torch._foreach_norm(tensors, ord=math.inf)
-        except (RuntimeError, TypeError, AttributeError):  # older torch, sparse or odd tensors
-            norms = [t.abs().max() for t in tensors]
-        if not bool(torch.isfinite(torch.stack([n.float() for n in norms])).all()):
+        if tensors and not _all_finite(tensors, ord=2) and not _all_finite(tensors, ord=math.inf):
             return reason
     return None
+
+
+def _all_finite(tensors: list, ord: float) -> bool:
+    try:
+        norms = torch._foreach_norm(tensors, ord=ord)
+    except (RuntimeError, TypeError, AttributeError):  # older torch, sparse or odd tensors
+        norms = [t.abs().max() if ord == math.inf else t.norm() for t in tensors]
+    return bool(torch.isfinite(torch.stack([n.float() for n in norms])).all())
 
 
 def _check_hyperparameter_values(hyperparams: dict) -> None:
