@@ -144,9 +144,11 @@ class GridSearch(Search):
                 f"the grid of {optimizer!r} has {len(self.settings)} points, more than the budget {self.budget}")
 
     def planned_settings(self) -> int:
+        """The number of grid points."""
         return len(self.settings)
 
     def proposer(self, study_seed: int = 0) -> Proposer:
+        """Proposes the grid points in order."""
         return _FixedListProposer(self.settings)
 
 
@@ -163,6 +165,7 @@ class RandomSearch(Search):
                          for point in spaces.random_points(self.space, self.budget, seed)]
 
     def proposer(self, study_seed: int = 0) -> Proposer:
+        """Proposes the settings drawn at construction, in order."""
         return _FixedListProposer(self.settings)
 
 
@@ -201,6 +204,7 @@ class BayesianSearch(Search):
         self.sampler = sampler
 
     def proposer(self, study_seed: int = 0) -> Proposer:
+        """An Optuna proposer for one study (its sampler seeded from ``seed`` and ``study_seed``)."""
         return _OptunaProposer(self, study_seed)
 
 
@@ -255,6 +259,7 @@ class Trial:
         return statistics.fmean(self.scores.values())
 
     def to_dict(self) -> dict:
+        """The trial as plain data (for summary.json)."""
         return {"setting": self.setting, "score": self.score, "scores": self.scores,
                 "files": self.paths, "errors": self.errors}
 
@@ -273,6 +278,7 @@ class StudyResult:
     reruns: Optional[Trial] = None
 
     def to_dict(self) -> dict:
+        """The result as plain data (for summary.json), with the reruns' mean and std."""
         reruns = None
         if self.reruns is not None:
             reruns = {**self.reruns.to_dict(), **_mean_and_std(list(self.reruns.scores.values()))}
@@ -321,9 +327,11 @@ class Study:
         self.reruns: Optional[Trial] = None
 
     def planned_runs(self) -> int:
+        """Tuning runs (settings x seeds) plus the reruns of the best setting."""
         return self.search.planned_settings() * len(self.seeds) + len(self.rerun_seeds)
 
     def run_spec(self, setting: dict, seed: int) -> RunSpec:
+        """The run of ``setting`` with ``seed`` under this study's options."""
         return RunSpec(self.testproblem, self.search.optimizer, dict(setting), seed, **self.run_options)
 
     def ask(self, count: int) -> list:
@@ -341,6 +349,7 @@ class Study:
         return spec
 
     def owns(self, outcome: RunOutcome) -> bool:
+        """Whether ``outcome`` is a run this study is waiting for."""
         return outcome.run.key() in self._waiting
 
     def receive(self, outcome: RunOutcome) -> None:
@@ -377,6 +386,7 @@ class Study:
         return runs
 
     def result(self) -> StudyResult:
+        """The study's trials, best setting and reruns."""
         from deepobs.runners.optimizers import resolve_optimizer
 
         return StudyResult(self.testproblem, resolve_optimizer(self.search.optimizer).name,
