@@ -83,3 +83,14 @@ def test_report_renders_in_headless_chromium(report_dir):
     assert f'data-check="images={images} broken=0"' in done.stdout
     console = [line for line in done.stderr.splitlines() if ":CONSOLE" in line]
     assert console == []
+
+
+def test_list_valued_hyperparameters_do_not_break_the_report():
+    """AdamW's ``betas`` is stored as a JSON list; it must not crash the report."""
+    import pandas as pd
+
+    from deepobs.analyzer.report import _varying
+
+    settings = pd.DataFrame({"hyperparams": [{"lr": 0.1, "betas": [0.9, 0.999]},
+                                             {"lr": 0.01, "betas": [0.9, 0.999]}]})
+    assert _varying(settings) == ["lr"]

@@ -127,3 +127,15 @@ def test_console_script_exit_status_and_no_traceback(tmp_path):
     assert process.returncode == 2
     assert process.stderr.strip().splitlines() == [
         "deepobs-run: error: unknown problem 'no_such_problem' (deepobs-run --list shows all problems)"]
+
+
+def test_float_hyperparameters_with_int_defaults_take_floats(capsys, tmp_path):
+    """torch's ``weight_decay: float = 0`` must accept 0.001 on the command line."""
+    hyperparameters = resolve_optimizer("rmsprop").hyperparameters
+    assert hyperparameters["weight_decay"] == {"type": float, "default": 0.0}
+    assert hyperparameters["momentum"]["type"] is float
+    assert resolve_optimizer("lbfgs").hyperparameters["max_iter"] == {"type": int, "default": 20}
+    status, _, _ = run_cli(capsys, "two_d_branin", "--optimizer", "rmsprop", "--lr", "0.001",
+                           "--optimizer_weight_decay", "0.001", "-N", "1", "--no_logs", "-q",
+                           "--device", "cpu")
+    assert status == 0

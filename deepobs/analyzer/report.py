@@ -64,7 +64,8 @@ def _varying(settings: pd.DataFrame) -> list:
     names = sorted({k for hp in settings["hyperparams"] for k in hp})
     varying = []
     for name in names:
-        values = {hp.get(name) for hp in settings["hyperparams"]}
+        values = {tuple(v) if isinstance(v, list) else v
+                  for v in (hp.get(name) for hp in settings["hyperparams"])}
         if len(values) > 1 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
             varying.append(name)
     return varying

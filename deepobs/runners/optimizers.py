@@ -65,11 +65,14 @@ def register_optimizer(key: str, build: Callable, hyperparameters: Optional[dict
     return spec
 
 
-def _value_type(value):
+def _value_type(value, annotation=inspect.Parameter.empty):
+    """The type of a hyperparameter: from its default, except that an int default of a
+    parameter annotated as float (``momentum: float = 0``) is a float."""
     if isinstance(value, bool):
         return bool
     if isinstance(value, int):
-        return int
+        annotated = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))
+        return float if "float" in str(annotated) else int
     if isinstance(value, (float, torch.Tensor)):
         return float
     if isinstance(value, str):
@@ -96,11 +99,11 @@ def hyperparameters_from_signature(build: Callable) -> dict:
             if parameter.name == "lr":
                 hyperparameters["lr"] = {"type": float}
             continue
-        value_type = _value_type(parameter.default)
+        value_type = _value_type(parameter.default, parameter.annotation)
         if value_type is None:
             continue
         default = parameter.default
-        if isinstance(default, torch.Tensor):
+        if isinstance(default, torch.Tensor) or value_type is float:
             default = float(default)
         hyperparameters[parameter.name] = {"type": value_type, "default": default}
     return hyperparameters
