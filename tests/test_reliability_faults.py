@@ -104,11 +104,11 @@ def test_full_disk_while_checkpointing_leaves_the_last_checkpoint_and_resumes(tm
                  "--output_dir", str(tmp_path)]
     real_save, saves = checkpoint.save_atomic, [0]
 
-    def fails_on_second(path, state):
+    def fails_on_second(path, state, **kwargs):
         saves[0] += 1
         if saves[0] == 2:
             raise OSError(errno.ENOSPC, "No space left on device", str(path))
-        return real_save(path, state)
+        return real_save(path, state, **kwargs)
 
     monkeypatch.setattr(checkpoint, "save_atomic", fails_on_second)
     assert cli.main(arguments) == checkpoint.EXIT_FAILED

@@ -438,8 +438,9 @@ class StandardRunner:
         return None
 
     # ------------------------------------------------------- fault tolerance
-    def _save_checkpoint(self) -> Optional[Path]:
-        """Write the checkpoint of the run in progress (nothing without a checkpointer)."""
+    def _save_checkpoint(self, final: bool = False) -> Optional[Path]:
+        """Write the checkpoint of the run in progress (nothing without a checkpointer);
+        ``final``: the run stops after it (always fsynced)."""
         checkpointer = getattr(self, "_checkpointer", None)
         state = getattr(self, "_progress", None)
         if checkpointer is None or state is None:
@@ -450,14 +451,14 @@ class StandardRunner:
         if resume_state is not None:
             resumed_at = list(resume_state["resumed_at"]) + [
                 {"epoch": resume_state["epoch"], "step": resume_state["step"]}]
-        return checkpointer.save(state.snapshot(wall_time, resumed_at))
+        return checkpointer.save(state.snapshot(wall_time, resumed_at), final=final)
 
     def _stop_if_signalled(self) -> None:
         """After a SIGTERM/SIGINT: write a checkpoint and raise RunInterrupted."""
         signal_number = getattr(self, "_stop_signal", None)
         if signal_number is None:
             return
-        path = self._save_checkpoint()
+        path = self._save_checkpoint(final=True)
         self._log(f"stopped by {signal.Signals(signal_number).name}"
                   + (f"; checkpoint {path}" if path else "; no checkpoint (no_logs)"))
         raise checkpoint.RunInterrupted(signal_number, path)
