@@ -5,7 +5,6 @@ exception, a hang or a line break in the message."""
 from __future__ import annotations
 
 import json
-import math
 
 import pytest
 import yaml
@@ -132,4 +131,5 @@ def test_hostile_sweep_files_are_refused_or_read_safely(text):
 def test_the_valid_base_document_loads():
     sweep = check(yaml.safe_dump(VALID))
     assert sweep is not None and sweep.name == "fuzz" and len(sweep.problems) == 2
-    assert math.isfinite(sweep.planned_runs()) and sweep.planned_runs() > 0
+    assert sweep.method == "random" and sorted(sweep.searches) == ["momentum", "sgd"]
+    assert len(sweep.studies()) == 4  # 2 problems x 2 optimizers
