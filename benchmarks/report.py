@@ -15,6 +15,11 @@ def device_name(device: torch.device) -> str:
     return f"cpu ({platform.processor() or platform.machine()})"
 
 
+def _s(seconds: float) -> str:
+    """Seconds with four significant digits (epochs last from milliseconds to minutes)."""
+    return f"{seconds:.4g}"
+
+
 def _eval_seconds(parts: dict) -> float:
     return sum(seconds for part, seconds in parts.items() if part != "train")
 
@@ -70,12 +75,12 @@ def markdown(figures: dict) -> str:
         memory = " / ".join(f"{entry['variants'][v]['peak_bytes'] / MIB:.0f}" for v in ("ours", "common", "floor"))
         lines.append(
             f"| {name} | {batches} | {entry['eval_batch_size']} (train {entry['batch_size']}) | "
-            f"{ours['total']:.3f} ({ours['parts']['train']:.3f} + {_eval_seconds(ours['parts']):.3f}) | "
-            f"{common['total']:.3f} | {floor['total']:.3f} ({floor['parts']['train']:.3f} + "
-            f"{_eval_seconds(floor['parts']):.3f}) | {entry['ours_over_floor_train']:.3f} | "
+            f"{_s(ours['total'])} ({_s(ours['parts']['train'])} + {_s(_eval_seconds(ours['parts']))}) | "
+            f"{_s(common['total'])} | {_s(floor['total'])} ({_s(floor['parts']['train'])} + "
+            f"{_s(_eval_seconds(floor['parts']))}) | {entry['ours_over_floor_train']:.3f} | "
             f"{entry['ours_over_floor_epoch']:.3f} | {entry['common_over_ours_epoch']:.2f}× | "
-            f"{entry['common_over_ours_eval']:.2f}× | {entry['overhead_seconds']['ours']:+.3f} / "
-            f"{entry['overhead_seconds']['common']:+.3f} | {memory} |")
+            f"{entry['common_over_ours_eval']:.2f}× | {entry['overhead_seconds']['ours']:+.4g} / "
+            f"{entry['overhead_seconds']['common']:+.4g} | {memory} |")
     option_rows = [(name, label, line) for name, entry in figures["problems"].items()
                    for label, line in entry.get("options", {}).items()]
     if option_rows:

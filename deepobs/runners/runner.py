@@ -430,7 +430,7 @@ class StandardRunner:
                 self._stop_if_signalled()
         if progress is not None:
             progress.close()
-        if loss is not None and step and not torch.isfinite(loss):
+        if loss is not None and step and not _finite_loss(loss):
             return log.diverge("loss", step - 1)
         reason = non_finite_state(tproblem.net)
         if reason is not None and step:
@@ -696,10 +696,16 @@ class _Progress:
 
     def resume_from(self, state: dict) -> None:
         """Load model, optimizer, scheduler and lists; streams follow in :meth:`start_pass`."""
-        self.tproblem.net.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        if self.scheduler is not None and state["scheduler"] is not None:
-            self.scheduler.load_state_dict(state["scheduler"])
+        try:
+            self.tproblem.net.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            if self.scheduler is not None and state["scheduler"] is not None:
+                self.scheduler.load_state_dict(state["scheduler"])
+        except (RuntimeError, KeyError, ValueError, TypeError) as error:
+            first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise checkpoint.CheckpointError(
+                f"the checkpoint does not fit this run's model or optimizer ({first_line}); "
+                "use --overwrite to start again") from None
         self.log.load_state_dict(state["log"])
         self.epoch, self.step, self.evaluated = state["epoch"], state["step"], state["evaluated"]
         self.train_time_before = state["epoch_train_time"]
