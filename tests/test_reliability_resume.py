@@ -334,3 +334,15 @@ def test_char_rnn_resumes_mid_epoch_with_its_lstm_state(tmp_path):
     for key in reference:
         if key not in VOLATILE:
             assert resumed[key] == reference[key], key
+
+
+def test_a_checkpoint_that_does_not_fit_the_model_is_a_one_line_error(tmp_path, capsys):
+    assert cli.main(argv(tmp_path, "-N", "1", "--keep_checkpoints")) == 0
+    (saved,) = tmp_path.rglob("random_seed__42.checkpoint.pt")
+    result_files(tmp_path)[0].unlink()
+    state = checkpoint.load(saved)
+    state["model"] = {name: torch.zeros(3) for name in state["model"]}  # same config, wrong shapes
+    torch.save(state, saved)
+    assert cli.main(argv(tmp_path, "-N", "1", "--resume")) == checkpoint.EXIT_BAD_INPUT
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "does not fit" in error
