@@ -47,7 +47,7 @@ def idle_cores() -> int:
     """Cores not busy with other work: more intra-op threads than that only wait for
     each other (on a loaded 2-core machine a second thread makes small ops ~10× slower)."""
     cores = available_cores()
-    return max(1, min(cores, round(cores - os.getloadavg()[0])))
+    return max(1, min(cores, cores - int(os.getloadavg()[0])))
 
 
 def compare_epochs(workload, repeats: int) -> dict:
@@ -135,7 +135,7 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch intra-op threads (default: the idle cores, i.e. the cores this process "
-                             "may use minus the load average, at least 1)")
+                             "may use minus the whole part of the load average, at least 1)")
     parser.add_argument("--options", choices=["none", "some", "all"], default=None,
                         help="speed-option lines: none, some (no compile), all "
                              "(default: some with --quick, all otherwise)")
