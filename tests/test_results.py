@@ -24,6 +24,7 @@ def test_setting_name_v12_sorts_hyperparameters_and_training_params():
     assert name == ("num_epochs__100__batch_size__128__weight_decay__2.e-03__lr__1.e-02__"
                     "momentum__9.9e-01__nesterov__False__lr_sched_epochs__[50]__lr_sched_factors__[0.1]")
     assert results.setting_name(10, 8, {"lr": 0.1}, protocol="1.1").endswith("__lr__1.e-01__protocol__1.1")
+    assert results.setting_name(10, 8, {"lr": 0.1}, amp="bf16").endswith("__lr__1.e-01__amp__bf16")
 
 
 def test_setting_name_v11_reproduces_every_published_folder(shared_data):

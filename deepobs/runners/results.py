@@ -36,12 +36,13 @@ def format_value(value) -> str:
 
 def setting_name(num_epochs: int, batch_size: int, hyperparams: dict,
                  weight_decay: Optional[float] = None, training_params: Optional[dict] = None,
-                 protocol: str = "1.2") -> str:
+                 protocol: str = "1.2", amp: Optional[str] = None) -> str:
     """The v1.2 setting folder name.
 
     ``num_epochs__N__batch_size__B`` [``__weight_decay__wd``], then every hyperparameter
     and every non-None training parameter in alphabetical order. Runs under protocol
-    1.1 get a final ``__protocol__1.1`` so they never share a folder with 1.2 runs.
+    1.1 get a final ``__protocol__1.1``, and mixed-precision runs ``__amp__<dtype>``, so
+    that runs with other numerics never share a folder (or a seed's file name).
     """
     parts = [f"num_epochs__{num_epochs}__batch_size__{batch_size}"]
     if weight_decay is not None:
@@ -53,6 +54,8 @@ def setting_name(num_epochs: int, batch_size: int, hyperparams: dict,
             parts.append(f"{name}__{format_value(training_params[name])}")
     if protocol != "1.2":
         parts.append(f"protocol__{protocol}")
+    if amp is not None:
+        parts.append(f"amp__{amp}")
     return "__".join(parts)
 
 

@@ -207,7 +207,7 @@ class StandardRunner:
 
         effective_wd = weight_decay if problem_class.default_weight_decay is not None else None
         setting = results.setting_name(num_epochs, batch_size, hyperparams, effective_wd,
-                                       training_params, protocol)
+                                       training_params, protocol, amp)
         run_folder = Path(output_dir) / testproblem / self._optimizer_name / setting
         if skip_if_exists and results.find_run(run_folder, random_seed):
             self._log(f"skipping {run_folder}: a result for seed {random_seed} exists")
