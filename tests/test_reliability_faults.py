@@ -15,7 +15,7 @@ import torch
 
 from deepobs.runners import checkpoint, cli, results
 from deepobs.runners.optimizers import resolve_optimizer
-from deepobs.runners.runner import StandardRunner
+from deepobs.runners.runner import StandardRunner, float_parameters, non_finite_state
 
 
 def quadratic_run(optimizer_class, hyperparams, tmp_path, num_epochs=3, **kwargs):
@@ -75,6 +75,31 @@ def test_nan_in_parameters_or_gradients_is_detected_at_its_step(tmp_path, target
     losses = output["test_losses"]
     assert all(math.isfinite(v) for v in losses[:2]) and losses[0] != losses[1]
     assert len(output["minibatch_train_losses"]) == 10
+
+
+@pytest.mark.parametrize("value, expected", [
+    (1.0, None), (float("nan"), "parameters"), (float("inf"), "parameters"), (-float("inf"), "parameters"),
+    (3e38, None),  # finite: the screening sum overflows, the exact check clears it
+])
+def test_non_finite_state_screens_parameters_exactly(value, expected):
+    net = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.Linear(2, 1))
+    with torch.no_grad():
+        net[1].weight.fill_(3e38 if value == 3e38 else 0.5)
+        net[1].weight[0, 0] = value
+    assert non_finite_state(net) == expected
+    assert non_finite_state(float_parameters(net)) == expected
+
+
+def test_non_finite_state_names_gradients_before_parameters():
+    net = torch.nn.Linear(3, 1)
+    net(torch.ones(2, 3)).sum().backward()
+    assert non_finite_state(net) is None
+    net.bias.grad[0] = float("nan")
+    assert non_finite_state(net) == "gradients"
+    with torch.no_grad():
+        net.weight[0, 0] = float("inf")
+    net.bias.grad.zero_()
+    assert non_finite_state(net) == "parameters"
 
 
 def test_full_disk_while_writing_the_result_keeps_the_previous_result(tmp_path, monkeypatch, capsys):
