@@ -1,7 +1,9 @@
 """The DataSet base class: splits, drop-last batching, orders per protocol, eval batching."""
 
+import pytest
 import torch
 
+from deepobs.datasets import base
 from deepobs.datasets.base import SPLIT_SEED, DataSet, Split, carve_validation
 from deepobs.datasets.quadratic import Quadratic
 
@@ -52,3 +54,13 @@ def test_fake_data_of_the_real_shape():
     assert data.splits["train"].inputs.dtype == torch.uint8
     assert len(data.splits["train"]) == 16 and len(data.splits["valid"]) == 4
     assert data.splits["train"].targets.max() < 3
+
+
+@pytest.mark.parametrize("chunk_bytes", [1, 128 * 100 * 4 * 3, 1 << 30])
+def test_shuffled_batches_do_not_depend_on_the_gather_chunk(monkeypatch, chunk_bytes):
+    reference = [(x.clone(), y.clone()) for x, y in Quadratic(128, random_seed=5).batches("train")]
+    monkeypatch.setattr(base, "GATHER_CHUNK_BYTES", chunk_bytes)
+    batches = list(Quadratic(128, random_seed=5).batches("train"))
+    assert len(batches) == len(reference) == 7
+    for (x, y), (x_ref, y_ref) in zip(batches, reference):
+        assert torch.equal(x, x_ref) and torch.equal(y, y_ref) and x.shape[0] == 128

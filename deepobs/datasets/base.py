@@ -240,9 +240,10 @@ class DataSet:
             batch_size = max(1, batch_size // self.batch_size) * self.batch_size
         transform = self._transform_in_training_chunks
         if index is None:  # valid/test: views in stored order
+            inputs, targets = data.inputs[:usable], data.targets[:usable]
             for start in range(0, usable, batch_size):
-                yield (transform(data.inputs[start:start + batch_size], train_like),
-                       data.targets[start:start + batch_size])
+                yield (transform(inputs[start:start + batch_size], train_like),
+                       targets[start:start + batch_size])
             return
         if index.device != data.inputs.device:
             index = index.to(data.inputs.device)
