@@ -79,8 +79,8 @@ def compare_epochs(workload, repeats: int) -> dict:
 def option_variants(problem, with_compile: bool) -> dict:
     """The speed options worth timing on ``problem``: {label: (build kwargs, options)}.
 
-    The first line is the other evaluation batch: the GPU's automatic one on a CPU
-    (where the default is the training batch size), the training batch size on a GPU.
+    The first line is the other evaluation batch: the automatic large one where the
+    default is the training batch size (conv nets on a CPU), else the training batch size.
     """
     name, default = problem.name, problem.data.eval_batch_size
     other = problem.auto_eval_batch_size("cuda") if default == problem.batch_size else problem.batch_size

@@ -238,11 +238,14 @@ class DataSet:
         train_like = split in ("train", "train_eval") and self.data_augmentation
         if train_like:  # whole training-size chunks keep the augmentation draws unchanged
             batch_size = max(1, batch_size // self.batch_size) * self.batch_size
+        # Two Python calls per batch matter to tiny models: skip the identity transform.
+        identity = type(self).transform_batch is DataSet.transform_batch
         transform = self._transform_in_training_chunks
         if index is None:  # valid/test: views in stored order
             inputs, targets = data.inputs[:usable], data.targets[:usable]
             for start in range(0, usable, batch_size):
-                yield (transform(inputs[start:start + batch_size], train_like),
+                batch_inputs = inputs[start:start + batch_size]
+                yield (batch_inputs if identity else transform(batch_inputs, train_like),
                        targets[start:start + batch_size])
             return
         if index.device != data.inputs.device:
@@ -256,7 +259,7 @@ class DataSet:
             inputs = data.inputs.index_select(0, chunk_index).split(batch_size)
             targets = data.targets.index_select(0, chunk_index).split(batch_size)
             for batch_inputs, batch_targets in zip(inputs, targets):
-                yield transform(batch_inputs, train_like), batch_targets
+                yield batch_inputs if identity else transform(batch_inputs, train_like), batch_targets
 
     def _transform_in_training_chunks(self, inputs: torch.Tensor, train: bool) -> torch.Tensor:
         """``transform_batch``; an augmented batch larger than the training batch size is
