@@ -823,10 +823,10 @@ def _screen_finite(tensors: list) -> bool:
     if tensors[0].device.type == "cpu":  # Python floats: cheaper than more dispatches
         return math.isfinite(sum(t.sum().item() for t in tensors))
     try:
-        sums = torch._foreach_norm(tensors, ord=2)  # one fused kernel on an accelerator
+        norms = torch._foreach_norm(tensors, ord=2)  # one fused kernel on an accelerator
     except (RuntimeError, TypeError, AttributeError):  # sparse or odd tensors
-        sums = [t.norm() for t in tensors]
-    return math.isfinite(float(torch.stack([s.float() for s in sums]).sum()))
+        norms = [t.norm() for t in tensors]
+    return math.isfinite(float(torch.stack([n.float() for n in norms]).sum()))
 
 
 def _all_finite(tensors: list) -> bool:

@@ -297,16 +297,17 @@ class TestProblem:
         inputs, targets = self._get_next_batch()
         if self._channels_last:
             inputs = self._layout(inputs)
-        regularize = add_regularization_if_available  # a short name for the closure
 
         def closure():
             # Entering contexts costs microseconds per step, a visible share of a tiny
             # model's step: enter them only when they change something.
             train = self.phase == "train"
             if torch.is_grad_enabled() == train and self._autocast_dtype is None:
-                return self._loss_and_accuracy(inputs, targets, reduction, regularize)
+                return self._loss_and_accuracy(inputs, targets, reduction,
+                                               add_regularization_if_available)
             with (torch.enable_grad() if train else torch.no_grad()), self._fast_context():
-                return self._loss_and_accuracy(inputs, targets, reduction, regularize)
+                return self._loss_and_accuracy(inputs, targets, reduction,
+                                               add_regularization_if_available)
 
         return closure
 
