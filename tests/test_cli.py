@@ -92,13 +92,13 @@ def test_signature_hyperparameters_skip_implementation_switches():
     (["quadratc_deep", "--optimizer", "sgd", "--lr", "0.1"], "did you mean: quadratic_deep"),
     (["quadratic_deep", "--optimizer", "sgdd", "--lr", "0.1"], "unknown optimizer 'sgdd'"),
     (["quadratic_deep", "--optimizer", "sgd", "--lr", "1", "--lrr", "0.1"], "unrecognized arguments: --lrr"),
-    (["quadratic_deep", "--optimizer", "sgd", "--lr", "abc"], "invalid float value: 'abc'"),
-    (["quadratic_deep", "--optimizer", "sgd"], "required: --lr"),
+    (["quadratic_deep", "--optimizer", "sgd", "--lr", "abc"], "expected float, got 'abc'"),
+    (["quadratic_deep", "--optimizer", "sgd"], "--lr"),
     (["quadratic_deep", "--optimizer", "sgd", "--lr", "0.1", "--bs", "-5"], "batch_size"),
     (["quadratic_deep", "--optimizer", "sgd", "--lr", "0.1", "-N", "-1"], "num_epochs"),
     (["quadratic_deep", "--optimizer", "sgd", "--lr", "-0.1"], "Invalid learning rate"),
     (["quadratic_deep", "--optimizer", "sgd", "--lr", "0.1", "--protocol", "3"], "invalid choice"),
-    (["quadratic_deep", "--lr", "0.1"], "--optimizer"),
+    (["quadratic_deep"], "--optimizer is required"),
 ])
 def test_bad_input_is_one_line_with_status_2(capsys, tmp_path, argv, message):
     line = cli_error(capsys, *argv, "--output_dir", tmp_path)

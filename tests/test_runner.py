@@ -10,7 +10,6 @@ import torch
 from deepobs import LearningRateScheduleRunner, StandardRunner
 from deepobs.errors import ConfigurationError
 from deepobs.runners.optimizers import resolve_optimizer
-from deepobs.runners.runner import schedule_factor
 
 V12_KEYS = {"testproblem", "batch_size", "num_epochs", "random_seed", "weight_decay",
             "optimizer_name", "optimizer_hyperparams", "training_params", "train_losses",
@@ -87,11 +86,6 @@ def test_divergence_stops_the_run_and_is_recorded(tmp_path):
     assert len(result_files(tmp_path)) == 1
 
 
-def test_schedule_factor_follows_deepobs_semantics():
-    epochs, factors = [2, 4], [0.1, 0.01]
-    assert [schedule_factor(e, epochs, factors) for e in range(6)] == [1, 1, 0.1, 0.1, 0.01, 0.01]
-
-
 class RecordingScheduleRunner(LearningRateScheduleRunner):
     """Records the learning rate in force in each training pass."""
 
@@ -105,16 +99,21 @@ def test_learning_rate_schedule(tmp_path):
     output = run_quadratic(tmp_path, runner=runner, num_epochs=4, lr_sched_epochs=[1, 3],
                            lr_sched_factors=[0.5, 0.1])
     assert runner.rates == pytest.approx([0.01, 0.005, 0.005, 0.001])
-    assert output["training_params"] == {"lr_sched_epochs": [1, 3], "lr_sched_factors": [0.5, 0.1]}
+    assert output["training_params"] == {"lr_schedule": "step", "lr_sched_epochs": [1, 3],
+                                         "lr_sched_factors": [0.5, 0.1]}
+    assert output["learning_rates"] == pytest.approx([0.01, 0.005, 0.005, 0.001, 0.001])
     [path] = result_files(tmp_path)
-    assert "__lr_sched_epochs__[1, 3]__lr_sched_factors__[0.5, 0.1]" in path.parent.name
+    assert path.parent.name.endswith(
+        "__lr_schedule__step__lr_sched_epochs__1_3__lr_sched_factors__5.e-01_1.e-01")
     with pytest.raises(ConfigurationError, match="same length"):
         run_quadratic(tmp_path, runner=runner, lr_sched_epochs=[1, 2], lr_sched_factors=[0.5])
 
 
-def test_standard_runner_rejects_training_params(tmp_path):
+def test_standard_runner_takes_schedules_and_rejects_unknown_arguments(tmp_path):
+    output = run_quadratic(tmp_path, num_epochs=2, lr_sched_epochs=[1], lr_sched_factors=[0.1])
+    assert output["learning_rates"] == pytest.approx([0.01, 0.001, 0.001])
     with pytest.raises(ConfigurationError, match="unknown run argument"):
-        run_quadratic(tmp_path, lr_sched_epochs=[1])
+        run_quadratic(tmp_path, lr_sched_epoch=[1])
 
 
 @pytest.mark.parametrize("kwargs, message", [
