@@ -133,6 +133,9 @@ class RunConfig:
                                  help="channels-last memory layout (conv nets)")
 
     def __post_init__(self):
+        for item in dataclasses.fields(self):  # None means "the default" for every option
+            if getattr(self, item.name) is None and item.default not in (None, dataclasses.MISSING):
+                object.__setattr__(self, item.name, item.default)
         for name in ("hyperparams", "schedule_params", "base_hyperparams", "fallback_hyperparams"):
             object.__setattr__(self, name, dict(getattr(self, name) or {}))
         _check_fields(self)
@@ -237,18 +240,21 @@ class RunConfig:
         """The ``deepobs-run`` arguments of this configuration; parsed back by
         :func:`parse_run_argv` they give an equal configuration (given as it is)."""
         words = [self._required("testproblem")]
+        if self.optimizer is not None:
+            words += ["--optimizer", self.optimizer]
+        for name in sorted(self.hyperparams):  # the optimizer's flags first, as people write them
+            words += _hyperparameter_words(hyperparameter_flag(name), self.hyperparams[name])
         defaults = RunConfig(testproblem=self.testproblem)
         for item in dataclasses.fields(self):
             flags, value = item.metadata["flags"], getattr(self, item.name)
-            if not flags or value == getattr(defaults, item.name):
+            if not flags or item.name == "optimizer" or value == getattr(defaults, item.name):
                 continue
-            kind = item.metadata["argparse"].get("action")
-            if kind == "store_true":
+            if item.metadata["argparse"].get("action") == "store_true":
                 words.append(flags[-1])
             else:
                 words += [flags[-1], _argv_value(value)]
-        for kind, (field_name, _) in _HYPERPARAMETER_KINDS.items():
-            values = getattr(self, field_name)
+        for kind in ("bhp", "fhp"):
+            values = getattr(self, _HYPERPARAMETER_KINDS[kind][0])
             for name in sorted(values):
                 words += _hyperparameter_words(_flag_of(kind, name), values[name])
         for name in sorted(self.schedule_params):

@@ -1,6 +1,6 @@
 """One run of a sweep: its description, where its result file lands, how to execute it.
 
-A :class:`RunSpec` is plain data (it pickles into worker processes and SLURM jobs).
+A :class:`RunSpec` is a RunConfig: plain data (it pickles into worker processes and SLURM jobs).
 :func:`execute_run` never raises: a failed run comes back as an outcome with its error,
 so one bad run does not stop a sweep.
 """
@@ -12,68 +12,33 @@ import math
 import shlex
 import time
 import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
 from deepobs.errors import ConfigurationError
+from deepobs.runners.run_config import RunConfig
 
 #: Worker-wide device, set by the local pool (one GPU per worker); None: the default.
 WORKER_DEVICE: Optional[str] = None
 
 
-@dataclass(frozen=True)
-class RunSpec:
-    """Everything ``deepobs-run`` needs for one run (None: the problem's default)."""
-
-    testproblem: str
-    optimizer: str
-    hyperparams: dict
-    random_seed: int = 42
-    output_dir: str = "./results"
-    batch_size: Optional[int] = None
-    num_epochs: Optional[int] = None
-    weight_decay: Optional[float] = None
-    protocol: str = "1.2"
-    fake_data: Optional[int] = None
-    data_dir: Optional[str] = None
-    device: Optional[str] = None
-    eval_batch_size: Optional[int] = None
-    train_log_interval: Optional[int] = None
-    optimizer_name: Optional[str] = None
-
-    def to_dict(self) -> dict:
-        """The run's fields as a plain dict (for records)."""
-        return asdict(self)
+class RunSpec(RunConfig):
+    """One run of a sweep: a :class:`~deepobs.runners.run_config.RunConfig` (plain data:
+    it pickles into worker processes and SLURM jobs) with the tuner's conveniences."""
 
     @property
     def written_optimizer_name(self) -> str:
         """The optimizer folder name (``Momentum`` for ``--optimizer momentum``)."""
-        from deepobs.runners.optimizers import resolve_optimizer
-
-        return self.optimizer_name or resolve_optimizer(self.optimizer).name
+        return self.resolved().optimizer_name
 
     def result_folder(self) -> Path:
-        """The setting folder the runner writes to (the same rule as StandardRunner.run)."""
-        from deepobs.registry import get_problem_class
-        from deepobs.runners import results
-        from deepobs.runners.optimizers import resolve_optimizer
-
-        problem_class = get_problem_class(self.testproblem)
-        spec = resolve_optimizer(self.optimizer)
-        batch_size = self.batch_size if self.batch_size is not None else problem_class.default_batch_size
-        num_epochs = self.num_epochs if self.num_epochs is not None else problem_class.default_num_epochs
-        hyperparams = {name: hp["default"] for name, hp in spec.hyperparameters.items() if "default" in hp}
-        hyperparams.update(self.hyperparams)
-        weight_decay = self.weight_decay if problem_class.default_weight_decay is not None else None
-        setting = results.setting_name(num_epochs, batch_size, hyperparams, weight_decay, {}, self.protocol)
-        return Path(self.output_dir) / self.testproblem / self.written_optimizer_name / setting
+        """The setting folder the runner writes to (the same RunConfig rule)."""
+        return RunConfig.run_folder(self.resolved())
 
     def find_result(self) -> Optional[Path]:
         """This run's result file, if it exists."""
-        from deepobs.runners import results
-
-        return results.find_run(self.result_folder(), self.random_seed)
+        return RunConfig.find_result(self.resolved())
 
     def key(self) -> str:
         """A readable identity: problem/optimizer/setting/seed."""
@@ -82,38 +47,15 @@ class RunSpec:
 
     def label(self) -> str:
         """A short line for progress messages."""
-        from deepobs.runners.results import format_value
+        from deepobs.runners.run_config import format_value
 
         values = " ".join(f"{name}={format_value(value)}" for name, value in sorted(self.hyperparams.items()))
         return f"{self.testproblem} {self.written_optimizer_name} {values} seed {self.random_seed}"
 
     def command(self, program: str = "deepobs-run") -> str:
         """The ``deepobs-run`` command line of this run (shell-quoted)."""
-        from deepobs.runners.cli import hyperparameter_flag
-
-        words = [program, self.testproblem, "--optimizer", self.optimizer]
-        if self.optimizer_name:
-            words += ["--optimizer_name", self.optimizer_name]
-        for name in sorted(self.hyperparams):
-            value = self.hyperparams[name]
-            flag = hyperparameter_flag(name)
-            if isinstance(value, bool):
-                words.append(flag if value else "--no-" + flag[2:])
-            elif isinstance(value, (tuple, list)):
-                words += [flag, *(repr(v) for v in value)]
-            else:
-                words += [flag, repr(value) if isinstance(value, float) else str(value)]
-        options = [("--bs", self.batch_size), ("-N", self.num_epochs), ("--random_seed", self.random_seed),
-                   ("--wd", self.weight_decay), ("--protocol", self.protocol),
-                   ("--fake_data", self.fake_data), ("--data_dir", self.data_dir), ("--device", self.device),
-                   ("--eval_batch_size", self.eval_batch_size),
-                   ("--train_log_interval", self.train_log_interval), ("--output_dir", self.output_dir)]
-        for flag, value in options:
-            if value is not None:
-                words += [flag, repr(value) if isinstance(value, float) else str(value)]
         # Like the sweep itself: skip a finished run, continue an interrupted one.
-        words += ["--skip_if_exists", "--resume", "--quiet"]
-        return shlex.join(words)
+        return shlex.join([program, *self.to_argv(), "--skip_if_exists", "--resume", "--quiet"])
 
 
 def coerce_hyperparams(optimizer: str, hyperparams: dict) -> dict:
@@ -225,14 +167,9 @@ def _train(run: RunSpec) -> None:
     from deepobs.runners.optimizers import resolve_optimizer
     from deepobs.runners.runner import StandardRunner
 
-    spec = resolve_optimizer(run.optimizer)
-    runner = StandardRunner(spec.build, spec.hyperparameters, optimizer_name=run.written_optimizer_name)
-    runner.run(testproblem=run.testproblem, hyperparams=dict(run.hyperparams),
-               batch_size=run.batch_size, num_epochs=run.num_epochs, random_seed=run.random_seed,
-               data_dir=run.data_dir, output_dir=run.output_dir, weight_decay=run.weight_decay,
-               train_log_interval=run.train_log_interval, skip_if_exists=True, protocol=run.protocol,
-               device=run.device or WORKER_DEVICE, quiet=True, eval_batch_size=run.eval_batch_size,
-               fake_data=run.fake_data, resume=True)
+    config = RunConfig.from_dict(run.to_dict()).replace(
+        skip_if_exists=True, resume=True, quiet=True, device=run.device or WORKER_DEVICE)
+    StandardRunner.for_optimizer(resolve_optimizer(run.optimizer)).run(config)
 
 
 # --------------------------------------------------------------------------- objective
