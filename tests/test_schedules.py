@@ -296,6 +296,16 @@ def test_apply_scales_each_group_from_its_own_base_lr():
         optimizer.step()
 
 
+def test_apply_fills_a_tensor_lr_in_place():
+    schedule = LRSchedule("cosine", {}, 2, 2)
+    optimizer = torch.optim.Adam([torch.nn.Parameter(torch.zeros(2))], lr=torch.tensor(0.01))
+    rate = optimizer.param_groups[0]["lr"]
+    schedule.apply(optimizer.param_groups, 2)
+    assert optimizer.param_groups[0]["lr"] is rate
+    assert optimizer.param_groups[0]["initial_lr"] == pytest.approx(0.01)
+    assert rate.item() == pytest.approx(0.01 * schedule.factor(2))
+
+
 def test_resume_from_an_optimizer_checkpoint_continues_the_same_rates():
     """The schedule is a function of the step: a restored optimizer continues exactly."""
     schedule = LRSchedule("onecycle", {}, 5, 4)

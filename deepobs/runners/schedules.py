@@ -354,13 +354,18 @@ class LRSchedule:
         """Set each group's ``lr`` to its ``initial_lr`` times ``factor(step)``; returns the factor.
 
         ``initial_lr`` is stored from ``lr`` the first time (as torch's schedulers do), so
-        groups with different base rates keep their ratio.
+        groups with different base rates keep their ratio. A tensor ``lr`` (torch's
+        capturable and fused optimizers) is filled in place, as torch's schedulers do.
         """
         factor = self.factor(step)
         for group in param_groups:
             if "initial_lr" not in group:
-                group["initial_lr"] = group["lr"]
-            group["lr"] = group["initial_lr"] * factor
+                group["initial_lr"] = float(group["lr"])
+            rate = group["initial_lr"] * factor
+            if hasattr(group["lr"], "fill_"):
+                group["lr"].fill_(rate)
+            else:
+                group["lr"] = rate
         return factor
 
     def describe(self) -> dict:
