@@ -590,19 +590,12 @@ def build_run_parser(hyperparameters: dict, optimizer_flag: bool = True, base: O
         groups[meta["group"]].add_argument(*meta["flags"], dest=item.name, help=meta["help"],
                                            **({"default": None} | kwargs))
     schedule_group = groups.get("schedule", parser)
-    seen = set()
-    for schedule in schedules.SCHEDULES:
-        for name, entry in schedules.schedule_parameters(schedule).items():
-            if name in seen:
-                continue
-            seen.add(name)
-            value_type = entry.get("type", float)
-            kwargs = dict(dest=f"sp__{name}", default=None, help=entry.get("help", ""))
-            if value_type in (list, tuple):
-                kwargs.update(nargs="+", type=parse_literal)
-            else:
-                kwargs["type"] = _typed(value_type)
-            schedule_group.add_argument(f"--{name}", **kwargs)
+    for name, entry in schedules.all_schedule_parameters().items():
+        kwargs = dict(dest=f"sp__{name}", default=None, help=entry.get("help", ""),
+                      type=_typed(entry.get("type", float)))
+        if entry.get("nargs"):
+            kwargs["nargs"] = entry["nargs"]
+        schedule_group.add_argument(f"--{name}", **kwargs)
     _add_hyperparameter_flags(parser.add_argument_group("optimizer hyperparameters"), hyperparameters, "hp")
     if base:
         _add_hyperparameter_flags(parser.add_argument_group("base optimizer hyperparameters"), base, "bhp")

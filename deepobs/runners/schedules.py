@@ -279,6 +279,8 @@ class LRSchedule:
         self.steps_per_epoch = steps_per_epoch
         self.num_epochs = num_epochs
         self.total_steps = steps_per_epoch * num_epochs
+        #: A constant schedule leaves the optimizer's learning rates alone (no per-step work).
+        self.is_constant = name == "constant"
         p, total = self.params, self.total_steps
         self.warmup_steps = _steps(p["warmup_epochs"] * steps_per_epoch) if "warmup_epochs" in p else 0
         self.decay_start = {"cosine": 0, "warmup_cosine": self.warmup_steps,
