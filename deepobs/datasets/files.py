@@ -89,8 +89,12 @@ def official_file(dataset: str, name: str) -> Optional[OfficialFile]:
 
 
 def prepare_command(dataset: str, data_dir) -> str:
-    """The shell command that downloads and prepares ``dataset`` into ``data_dir``."""
-    return f"deepobs-prepare-data --data_dir {data_dir} --only {dataset}"
+    """The shell command that downloads and prepares ``dataset`` into ``data_dir`` (the
+    folder as resolved: ``$DEEPOBS_DATA_DIR`` or ./data_deepobs when none is given)."""
+    import shlex
+
+    folder = get_data_dir(None if data_dir is None else str(data_dir))
+    return f"deepobs-prepare-data --data_dir {shlex.quote(str(folder))} --only {dataset}"
 
 
 def dataset_dir(data_dir, folder: str) -> Path:

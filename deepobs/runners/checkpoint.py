@@ -44,7 +44,7 @@ EXIT_INTERRUPTED = 75  # BSD sysexits' EX_TEMPFAIL: "try again later"
 EXIT_NOT_RESUMABLE = 130
 
 #: Bumped when the checkpoint layout changes; older checkpoints are then refused.
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2
 
 
 class RunInterrupted(Exception):
@@ -74,47 +74,13 @@ class RunInterrupted(Exception):
         return EXIT_INTERRUPTED if self.resumable else EXIT_NOT_RESUMABLE
 
 
-class ResultExistsError(ConfigurationError):
-    """A finished result of this setting and seed exists and ``overwrite`` was not asked."""
-
-
 class CheckpointError(ConfigurationError):
     """A checkpoint that cannot be resumed: another configuration, format or unreadable."""
 
 
 # ------------------------------------------------------------------ configuration
-def run_config(testproblem: str, batch_size: int, num_epochs: int, weight_decay,
-               optimizer_name: str, optimizer_class: str, hyperparams: dict,
-               training_params: dict, protocol: str, fake_data) -> dict:
-    """The configuration that determines a run's numbers, apart from its seed.
-
-    Runs of one setting folder with different seeds share it, so the analyzer can
-    refuse to merge runs whose configurations differ while claiming the same setting.
-    """
-    return {
-        "testproblem": testproblem,
-        "batch_size": int(batch_size),
-        "num_epochs": int(num_epochs),
-        "weight_decay": None if weight_decay is None else float(weight_decay),
-        "optimizer_name": optimizer_name,
-        "optimizer_class": optimizer_class,
-        "optimizer_hyperparams": {name: _plain(value) for name, value in hyperparams.items()},
-        "training_params": {name: _plain(value) for name, value in training_params.items()},
-        "protocol": protocol,
-        "fake_data": fake_data,
-    }
-
-
-def _plain(value):
-    if isinstance(value, (tuple, list)):
-        return [_plain(item) for item in value]
-    if isinstance(value, (np.integer, np.floating)):
-        return value.item()
-    return value
-
-
 def config_hash(config: dict) -> str:
-    """A short, stable hash of a :func:`run_config` (sorted-key JSON, SHA-256, 16 hex)."""
+    """A short, stable hash of a configuration dict (sorted-key JSON, SHA-256, 16 hex)."""
     text = json.dumps(config, sort_keys=True, separators=(",", ":"), default=repr)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -248,7 +214,8 @@ class Checkpointer:
 
     Args:
         path: the checkpoint file.
-        config: the run's :func:`run_config`; a checkpoint of another configuration is refused.
+        config: what the checkpoint is bound to (the runner's ``checkpoint_identity``: the
+            whole run configuration, seed and versions); a checkpoint of another one is refused.
         every_steps: also save every that many training steps (0: at epoch ends only).
         resume: continue from an existing checkpoint (else one is refused, see :meth:`load_existing`).
         durable_seconds: fsync a checkpoint when the last fsynced one is at least this old
@@ -309,7 +276,7 @@ class Checkpointer:
 
 
 __all__ = [
-    "Checkpointer", "RunInterrupted", "ResultExistsError", "CheckpointError", "run_config",
+    "Checkpointer", "RunInterrupted", "CheckpointError",
     "config_hash", "git_commit", "capture_rng_state", "restore_rng_state", "checkpoint_path",
     "save_atomic", "load", "EXIT_OK", "EXIT_FAILED", "EXIT_BAD_INPUT", "EXIT_LOCKED",
     "EXIT_INTERRUPTED", "EXIT_NOT_RESUMABLE",

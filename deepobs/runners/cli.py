@@ -16,6 +16,7 @@ interrupted by SIGTERM/SIGINT after writing a checkpoint (resumable: run again w
 
 from __future__ import annotations
 
+import os
 import sys
 
 from deepobs.errors import ConfigurationError, one_line
@@ -29,6 +30,11 @@ __all__ = ["main", "one_line", "hyperparameter_flag", "build_run_parser"]
 
 def _error(message) -> None:
     print(f"deepobs-run: error: {one_line(message)}", file=sys.stderr)
+
+
+def _first_line(error) -> str:
+    lines = [line for line in str(error).splitlines() if line.strip()]
+    return lines[0] if lines else "(no message)"
 
 
 def _print_problems(pattern: str, verbose: bool) -> None:
@@ -87,10 +93,19 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("deepobs-run: interrupted", file=sys.stderr)
         return EXIT_NOT_RESUMABLE
+    except MemoryError:
+        _error("out of memory; try a smaller --bs or --eval_batch_size")
+        return EXIT_FAILED
     except OSError as error:  # disk full, folder removed or made read-only during the run
         where = f" ({error.filename})" if getattr(error, "filename", None) else ""
         _error(f"could not write{where}: {error.strerror or error}; files written "
                "before are intact (rerun with --resume to continue from the last checkpoint, if any)")
+        return EXIT_FAILED
+    except Exception as error:  # an optimizer or model that fails mid-run: one line, not a traceback
+        if os.environ.get("DEEPOBS_DEBUG"):
+            raise
+        _error(f"the run failed: {type(error).__name__}: {_first_line(error)} "
+               "(DEEPOBS_DEBUG=1 shows the traceback)")
         return EXIT_FAILED
 
 

@@ -30,6 +30,7 @@ needs something special in a step (a second backward, per-sample gradients), or
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import platform
 import random
@@ -53,6 +54,7 @@ from deepobs.runners.locking import RunLock, lock_path
 from deepobs.runners.optimizers import OptimizerSpec, build_optimizer
 from deepobs.runners.run_config import MAX_FAKE_DATA, MAX_SEED, RunConfig, parse_run_argv  # noqa: F401
 from deepobs.runners.schedules import LRSchedule
+from deepobs.runners.threads import choose_threads
 from deepobs.runners.training_state import (EvaluationStopped, RunProgress, TrainingLog,  # noqa: F401
                                             progress_bar)
 from deepobs.version import __version__
@@ -90,6 +92,7 @@ class RunSession:
     schedule: Optional[LRSchedule] = None
     progress: Optional[RunProgress] = None
     stop_signal: Optional[int] = None
+    epochs_done: int = 0
     started: float = field(default_factory=time.perf_counter)
 
     def wall_time(self) -> float:
@@ -133,7 +136,7 @@ class StandardRunner:
     # ------------------------------------------------------------------ run
     def run(self, testproblem: Union[str, RunConfig, None] = None, hyperparams: Optional[dict] = None,
             **options) -> Optional[dict]:
-        """Run one problem and return the output dict (None when skipped).
+        """Run one problem and return the output dict (an existing result's, when reused).
 
         ``testproblem`` is a :class:`~deepobs.runners.run_config.RunConfig`, or the DeepOBS
         keyword API: ``run(testproblem, hyperparams, batch_size=..., num_epochs=...,
@@ -200,11 +203,14 @@ class StandardRunner:
         no_logs = config.no_logs or not distributed.is_main_process()  # under torchrun rank 0 writes
         self._quiet = config.quiet or not distributed.is_main_process()
         device = _check_device(distributed.rank_device(config.device or default_device()))
+        if torch.device(device).type == "cpu":
+            threads, note = choose_threads(config.threads)
+            torch.set_num_threads(threads)
+            if note:
+                self._log(note)
         run_folder = config.run_folder()
         if not no_logs and not config.overwrite and config.find_result() is not None:
-            self._log(f"reusing {config.find_result()}: a result of this setting and seed exists "
-                      "(--overwrite runs it again)")
-            return None
+            return self._reuse(config.find_result())
         tproblem = self.create_testproblem(
             config.testproblem, config.batch_size, config.weight_decay, config.random_seed,
             data_dir=config.data_dir, protocol=config.protocol, device=device,
@@ -216,6 +222,7 @@ class StandardRunner:
         session.schedule = LRSchedule(config.lr_schedule, config.schedule_params,
                                       tproblem.data.num_batches("train"), config.num_epochs)
         # Bad hyperparameter values are refused here, before any file is written.
+        _check_representable(config, tproblem.net)
         optimizer = self.create_optimizer(tproblem, config)
         if not no_logs:
             results.ensure_writable(run_folder)
@@ -227,8 +234,7 @@ class StandardRunner:
                 if existing is not None and not config.overwrite:  # finished while we waited for the lock
                     if not config.keep_checkpoints:  # left by a finished run killed before cleaning up
                         checkpoint.checkpoint_path(run_folder, config.random_seed).unlink(missing_ok=True)
-                    self._log(f"reusing {existing}: a result of this setting and seed exists")
-                    return None
+                    return self._reuse(existing)
                 checkpoint.remove_stale_temporaries(run_folder, config.random_seed)
                 session.checkpointer = checkpoint.Checkpointer(
                     checkpoint.checkpoint_path(run_folder, config.random_seed), checkpoint_identity(config),
@@ -258,6 +264,10 @@ class StandardRunner:
                 if not config.keep_checkpoints:
                     session.checkpointer.remove()
             return output
+        except Exception:
+            if session.checkpointer is not None and session.resume_state is None and session.epochs_done == 0:
+                session.checkpointer.remove()  # nothing worth resuming: leave no file behind
+            raise
         finally:
             signals.close()
             self.session, self._optimizer = None, None
@@ -265,6 +275,12 @@ class StandardRunner:
                 lock.release()
             if not no_logs:
                 _remove_if_empty(run_folder)
+
+    def _reuse(self, path: Path) -> dict:
+        """An existing result, reused like a cache entry (one line says so)."""
+        self._log(f"reusing {path}: a result of this setting and seed exists (--overwrite runs it again)")
+        with open(path) as stream:
+            return json.load(stream)
 
     # -------------------------------------------------------------- set-up
     @staticmethod
@@ -326,6 +342,7 @@ class StandardRunner:
                                                  train_log_interval, print_train_iter)
                 log.train_times.append(progress.epoch_train_time())
                 progress.next_epoch()
+                session.epochs_done = progress.epoch
                 if diverged_step is not None:
                     log.mark_diverged(epoch + 1, diverged_step, num_epochs)
                     self._log(f"diverged in epoch {epoch + 1}, step {diverged_step}: the "
@@ -441,9 +458,12 @@ class StandardRunner:
         started = time.perf_counter()
         session = self.session
         line = [f"epoch {epoch}/{num_epochs}"]
+        bar = progress_bar(len(log.phases), f"epoch {epoch}/{num_epochs} evaluation", self._quiet)
         for phase in log.phases:
             if session is not None and session.stop_signal is not None and session.progress is not None:
                 raise EvaluationStopped  # evaluations can be long: do not make a pre-emption wait
+            if bar is not None:
+                bar.set_postfix_str(phase)
             loss, accuracy = tproblem.evaluate(phase)
             log.record(phase, loss, accuracy)
             extra_metrics = getattr(tproblem, "extra_metrics", None)
@@ -453,6 +473,10 @@ class StandardRunner:
             if accuracy is not None:
                 text += f" acc {accuracy:.4f}"
             line.append(text)
+            if bar is not None:
+                bar.update()
+        if bar is not None:
+            bar.close()
         log.eval_times.append(time.perf_counter() - started)
         self._log(" | ".join(line))
 
@@ -537,6 +561,20 @@ def _evaluation_mode(optimizer):
         yield
     finally:
         optimizer.train()
+
+
+def _check_representable(config: RunConfig, net: torch.nn.Module) -> None:
+    """A finite hyperparameter beyond the model's floating-point range (``--lr 1e39`` on a
+    float32 model) cannot be applied: a one-line error instead of an overflow mid-run."""
+    dtype = next((p.dtype for p in net.parameters() if p.is_floating_point()), torch.float32)
+    largest = torch.finfo(dtype).max
+    for field_name in ("hyperparams", "base_hyperparams", "fallback_hyperparams"):
+        for name, value in getattr(config, field_name).items():
+            for item in value if isinstance(value, (tuple, list)) else (value,):
+                if isinstance(item, float) and math.isfinite(item) and abs(item) > largest:
+                    raise ConfigurationError(
+                        f"hyperparameter {name} = {item!r} is beyond the largest {str(dtype)[6:]} value "
+                        f"of the model's parameters ({largest:.4g})")
 
 
 def _json_hyperparams(values: dict) -> dict:

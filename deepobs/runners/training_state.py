@@ -90,14 +90,51 @@ class TrainingLog:
         return output
 
 
+#: On a log file (not a terminal), a progress line at most this often (seconds).
+PLAIN_PROGRESS_INTERVAL = 30.0
+_LAST_PLAIN_LINE = {"at": time.monotonic()}
+
+
 def progress_bar(total: int, description: str, quiet: bool, initial: int = 0):
+    """A tqdm bar on a terminal; on a log file, a :class:`PlainProgress` (rate-limited
+    lines, so that a job's log shows it is alive); None when quiet."""
     if quiet:
         return None
+    if not sys.stderr.isatty():
+        return PlainProgress(total, description, initial)
     try:
         from tqdm import tqdm
     except ImportError:
-        return None
-    return tqdm(total=total, desc=description, leave=False, disable=None, file=sys.stderr, initial=initial)
+        return PlainProgress(total, description, initial)
+    return tqdm(total=total, desc=description, leave=False, file=sys.stderr, initial=initial)
+
+
+class PlainProgress:
+    """Progress as plain lines on stderr, at most one every PLAIN_PROGRESS_INTERVAL seconds
+    across all bars of the process."""
+
+    def __init__(self, total: int, description: str, initial: int = 0):
+        self.total, self.description, self.done = total, description, initial
+        self.postfix = ""
+        self.started = time.monotonic()
+
+    def set_postfix_str(self, text: str) -> None:
+        """What the pass is doing now (e.g. the evaluation phase)."""
+        self.postfix = text
+
+    def update(self, count: int = 1) -> None:
+        """Count ``count`` more items; print a line if the last one is old enough."""
+        self.done += count
+        now = time.monotonic()
+        if now - _LAST_PLAIN_LINE["at"] >= PLAIN_PROGRESS_INTERVAL:
+            _LAST_PLAIN_LINE["at"] = now
+            share = f" ({100 * self.done / self.total:.0f} %)" if self.total else ""
+            postfix = f", {self.postfix}" if self.postfix else ""
+            print(f"{self.description}: {self.done}/{self.total}{share}{postfix}, "
+                  f"{now - self.started:.0f} s", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        """Nothing to clean up (the interface of a tqdm bar)."""
 
 
 class EvaluationStopped(Exception):

@@ -74,6 +74,7 @@ def _worker_init(worker_ids, devices: list, threads: int) -> None:
     if devices:
         runs.WORKER_DEVICE = devices[worker_id % len(devices)]
     torch.set_num_threads(threads)
+    os.environ["OMP_NUM_THREADS"] = str(threads)  # the runner keeps the worker's share
 
     def exit_with_sweep():
         # A worker orphaned by a killed sweep must not go on with a run that the resumed
