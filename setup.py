@@ -20,7 +20,6 @@ setup(
     license="MIT",
     python_requires=">=3.10",
     packages=find_packages(include=["deepobs", "deepobs.*"]),
-    include_package_data=True,
     # The shipped baselines (deepobs/analyzer/data links to baselines/).
     package_data={"deepobs.analyzer": ["data/*/*.json", "data/*/LICENSE", "data/*/README.md"]},
     install_requires=REQUIREMENTS,
