@@ -93,6 +93,7 @@ class RunSession:
     progress: Optional[RunProgress] = None
     stop_signal: Optional[int] = None
     epochs_done: int = 0
+    wrote_checkpoint: bool = False
     started: float = field(default_factory=time.perf_counter)
 
     def wall_time(self) -> float:
@@ -265,8 +266,8 @@ class StandardRunner:
                     session.checkpointer.remove()
             return output
         except Exception:
-            if session.checkpointer is not None and session.resume_state is None and session.epochs_done == 0:
-                session.checkpointer.remove()  # nothing worth resuming: leave no file behind
+            if session.wrote_checkpoint and session.resume_state is None and session.epochs_done == 0:
+                session.checkpointer.remove()  # this attempt's, with nothing worth resuming
             raise
         finally:
             signals.close()
@@ -422,6 +423,7 @@ class StandardRunner:
         if session.checkpointer is None or session.progress is None:
             return None
         snapshot = session.progress.snapshot(session.wall_time(), session.resumed_at())
+        session.wrote_checkpoint = True
         return session.checkpointer.save(snapshot, final=final)
 
     def _stop_if_signalled(self, session: RunSession) -> None:
