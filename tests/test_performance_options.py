@@ -153,7 +153,7 @@ def test_compiled_model_gives_the_same_numbers():
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"amp": "fp8"}, "amp must be one of bf16, got 'fp8'"),
-    ({"compile_mode": "fastest"}, "compile mode must be one of default, reduce-overhead, max-autotune"),
+    ({"compile_mode": "fastest"}, "compile_mode must be one of default, reduce-overhead, max-autotune"),
 ])
 def test_bad_options_are_configuration_errors(kwargs, message):
     with pytest.raises(ConfigurationError, match=message):

@@ -229,8 +229,7 @@ def test_finished_results_are_never_overwritten_unless_asked(tmp_path, capsys):
     assert cli.main(argv(tmp_path, *fast)) == 0
     (first,) = result_files(tmp_path)
     content = first.read_text()
-    assert cli.main(argv(tmp_path, *fast)) == checkpoint.EXIT_BAD_INPUT
-    assert "--overwrite" in capsys.readouterr().err
+    assert cli.main(argv(tmp_path, *fast)) == 0  # reused, like a cache entry
     assert cli.main(argv(tmp_path, *fast, "--skip_if_exists")) == 0
     assert cli.main(argv(tmp_path, *fast, "--resume")) == 0  # finished: nothing to resume
     assert result_files(tmp_path) == [first] and first.read_text() == content

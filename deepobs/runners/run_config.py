@@ -323,7 +323,7 @@ def _check_value(name: str, value) -> None:
         for item in value:
             _check_value(name, item)
     elif isinstance(value, float) and math.isnan(value):
-        raise ConfigurationError(f"hyperparameter {name} must not be NaN")
+        raise ConfigurationError(f"hyperparameter {name} must be a finite number or ±inf, got nan")
     elif isinstance(value, str) and any(ord(c) < 32 for c in value):
         raise ConfigurationError(f"hyperparameter {name} must not hold control characters, got {value!r}")
     elif not isinstance(value, (bool, int, float, str, type(None))):
@@ -342,6 +342,9 @@ def complete_hyperparams(spec, given: dict, prefix: str) -> dict:
             f"unknown hyperparameter(s) {', '.join(prefix + u for u in unknown)} for {spec.name}; "
             f"allowed: {', '.join(prefix + d for d in sorted(declared)) or 'none'}")
     values = {name: entry["default"] for name, entry in declared.items() if "default" in entry}
+    for name, value in given.items():  # an infinity only where the optimizer's own default is one
+        if _has_infinity(value) and not _has_infinity(declared[name].get("default")):
+            raise ConfigurationError(f"hyperparameter {prefix}{name} must be finite, got {value!r}")
     values.update(given)
     missing = [name for name in declared if name not in values]
     if missing:
@@ -350,6 +353,11 @@ def complete_hyperparams(spec, given: dict, prefix: str) -> dict:
     for name, value in values.items():
         _check_value(prefix + name, value)
     return {name: values[name] for name in declared if name in values}
+
+
+def _has_infinity(value) -> bool:
+    items = value if isinstance(value, (tuple, list)) else (value,)
+    return any(isinstance(item, float) and math.isinf(item) for item in items)
 
 
 # --------------------------------------------------------------- setting names
@@ -364,7 +372,7 @@ def format_value(value) -> str:
     if isinstance(value, bool) or value is None:
         return str(value)
     if isinstance(value, float):
-        return float2str(value)
+        return float2str(value) if math.isfinite(value) else str(value)
     if isinstance(value, (tuple, list)):
         return "_".join(format_value(item) for item in value) if value else "empty"
     return str(value)
@@ -492,7 +500,10 @@ def _typed(value_type):
                 return text
             if text.strip().lower() in ("none",):
                 return None
-            value = parse_literal(text)
+            try:
+                value = float(text) if value_type is float else parse_literal(text)
+            except ValueError:
+                value = parse_literal(text)
             if value_type is float and isinstance(value, (int, float)) and not isinstance(value, bool):
                 return float(value)
             if value_type is int and isinstance(value, int) and not isinstance(value, bool):
@@ -548,8 +559,7 @@ class OneLineParser(argparse.ArgumentParser):
         return "".join(hint for hint in hints if hint)
 
 
-EPILOG = """example:
-  deepobs-run quadratic_deep --optimizer sgd --lr 0.0158 -N 100
+EPILOG = """example: deepobs-run quadratic_deep --optimizer sgd --lr 0.0158 -N 100
 
 exit status: 0 done or skipped, 1 failed (e.g. disk full; earlier files intact), 2 bad input,
 3 the same setting and seed is running elsewhere, 75 stopped by SIGTERM/SIGINT with a checkpoint

@@ -201,9 +201,9 @@ class StandardRunner:
     def execute(self, config: RunConfig) -> Optional[dict]:
         """Run ``config``: the single path every run takes (see :meth:`run`)."""
         config = config.resolved(self._spec)
+        device = _check_device(distributed.rank_device(config.device or default_device()))  # (joins torchrun)
         no_logs = config.no_logs or not distributed.is_main_process()  # under torchrun rank 0 writes
         self._quiet = config.quiet or not distributed.is_main_process()
-        device = _check_device(distributed.rank_device(config.device or default_device()))
         if torch.device(device).type == "cpu":
             threads, note = choose_threads(config.threads)
             torch.set_num_threads(threads)

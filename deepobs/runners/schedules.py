@@ -155,8 +155,8 @@ def check_schedule(name: str, params: Optional[dict], num_epochs: int) -> dict:
     schedule does not take is an error. Raises a one-line ConfigurationError.
     """
     _check_name(name)
-    if isinstance(num_epochs, bool) or not isinstance(num_epochs, int) or num_epochs < 1:
-        raise ConfigurationError(f"num_epochs must be an integer >= 1, got {num_epochs!r}")
+    if isinstance(num_epochs, bool) or not isinstance(num_epochs, int) or num_epochs < 0:
+        raise ConfigurationError(f"num_epochs must be an integer >= 0, got {num_epochs!r}")
     specs = schedule_parameters(name)
     params = dict(params or {})
     foreign = sorted(key for key, value in params.items() if key not in specs and value is not None)
