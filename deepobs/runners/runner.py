@@ -137,7 +137,8 @@ class StandardRunner:
     # ------------------------------------------------------------------ run
     def run(self, testproblem: Union[str, RunConfig, None] = None, hyperparams: Optional[dict] = None,
             **options) -> Optional[dict]:
-        """Run one problem and return the output dict (an existing result's, when reused).
+        """Run one problem and return the output dict (an existing result's when reused;
+        None when reused under ``skip_if_exists``, as in DeepOBS).
 
         ``testproblem`` is a :class:`~deepobs.runners.run_config.RunConfig`, or the DeepOBS
         keyword API: ``run(testproblem, hyperparams, batch_size=..., num_epochs=...,
@@ -211,7 +212,7 @@ class StandardRunner:
                 self._log(note)
         run_folder = config.run_folder()
         if not no_logs and not config.overwrite and config.find_result() is not None:
-            return self._reuse(config.find_result())
+            return self._reuse(config.find_result(), config.skip_if_exists)
         tproblem = self.create_testproblem(
             config.testproblem, config.batch_size, config.weight_decay, config.random_seed,
             data_dir=config.data_dir, protocol=config.protocol, device=device,
@@ -235,7 +236,7 @@ class StandardRunner:
                 if existing is not None and not config.overwrite:  # finished while we waited for the lock
                     if not config.keep_checkpoints:  # left by a finished run killed before cleaning up
                         checkpoint.checkpoint_path(run_folder, config.random_seed).unlink(missing_ok=True)
-                    return self._reuse(existing)
+                    return self._reuse(existing, config.skip_if_exists)
                 checkpoint.remove_stale_temporaries(run_folder, config.random_seed)
                 session.checkpointer = checkpoint.Checkpointer(
                     checkpoint.checkpoint_path(run_folder, config.random_seed), checkpoint_identity(config),
@@ -277,9 +278,12 @@ class StandardRunner:
             if not no_logs:
                 _remove_if_empty(run_folder)
 
-    def _reuse(self, path: Path) -> dict:
-        """An existing result, reused like a cache entry (one line says so)."""
+    def _reuse(self, path: Path, skip: bool) -> Optional[dict]:
+        """An existing result, reused like a cache entry (one line says so); None with
+        ``skip_if_exists``, as DeepOBS's runner returns."""
         self._log(f"reusing {path}: a result of this setting and seed exists (--overwrite runs it again)")
+        if skip:
+            return None
         with open(path) as stream:
             return json.load(stream)
 
