@@ -9,8 +9,8 @@ top-1, training capacity factor 1.25), for 4, 8 and 16 experts:
 * ``sparse``: each token only in its expert(s), ⌈1.25·k·T/E⌉ buffer rows per expert
   (cost about constant in E).
 
-Each time is the median of ``--repeats`` timed runs after two warm-up runs; the
-dense/sparse ratio is printed per E. The target of issue 16 is a ratio of at least 4
+Each time is the median of ``--repeats`` timed runs after two warm-up runs, dense and
+sparse taking turns; the dense/sparse ratio is printed per E. The target of issue 16 is a ratio of at least 4
 at 8 experts on one CPU thread.
 
     .venv/bin/python benchmarks/moe_speed.py [--threads 1] [--repeats 21]
@@ -53,15 +53,19 @@ def moe_step(num_experts: int, dispatch: str, args):
     return step
 
 
-def median_time(step, repeats: int) -> float:
-    for _ in range(2):
+def median_times(steps: dict, repeats: int) -> dict:
+    """Median seconds of each step; the steps take turns, so that a load from other
+    processes of a shared machine falls on all of them alike."""
+    for step in steps.values():
         step()
-    times = []
+        step()
+    times = {name: [] for name in steps}
     for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name, step in steps.items():
+            start = time.perf_counter()
+            step()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def main(argv=None) -> dict:
@@ -85,8 +89,9 @@ def main(argv=None) -> dict:
     print(f"{'experts':>8}{'dense ms':>11}{'sparse ms':>11}{'dense/sparse':>14}")
     results = {}
     for experts in args.experts:
-        dense = median_time(moe_step(experts, "dense", args), args.repeats)
-        sparse = median_time(moe_step(experts, "sparse", args), args.repeats)
+        medians = median_times({dispatch: moe_step(experts, dispatch, args)
+                                for dispatch in ("dense", "sparse")}, args.repeats)
+        dense, sparse = medians["dense"], medians["sparse"]
         results[experts] = {"dense": dense, "sparse": sparse, "ratio": dense / sparse}
         print(f"{experts:>8}{dense * 1e3:>11.2f}{sparse * 1e3:>11.2f}{dense / sparse:>13.2f}x", flush=True)
     if 8 in results:
