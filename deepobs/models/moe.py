@@ -205,11 +205,13 @@ class MixtureOfExperts(nn.Module):
         return torch.einsum("te,etd->td", gates, outputs)
 
     def _record(self, routing: Routing) -> None:
+        # At least float32, also under bfloat16 autocast.
+        dtype = torch.promote_types(routing.probs.dtype, torch.float32)
         routings = routing.kept.numel()
-        fraction = routing.counts.to(routing.probs.dtype) / routings
+        fraction = routing.counts.to(dtype) / routings
         self.expert_fraction = fraction.detach()
-        self.dropped_fraction = (routings - routing.kept.sum()).to(routing.probs.dtype).detach() / routings
-        self.balance_loss = self.num_experts * (fraction * routing.probs.mean(0)).sum()
+        self.dropped_fraction = (routings - routing.kept.sum()).to(dtype).detach() / routings
+        self.balance_loss = self.num_experts * (fraction * routing.probs.to(dtype).mean(0)).sum()
 
 
 __all__ = ["MixtureOfExperts", "Routing", "expert_capacity", "serving_slots", "DISPATCHES"]

@@ -33,11 +33,6 @@ class ResNetBKConfig:
         n_layers: number of residual blocks.
         num_experts: experts per mixture-of-experts layer.
         top_k: experts each token is routed to.
-        capacity_factor: an expert takes at most ⌈f·top_k·T/E⌉ of a training batch's T
-            tokens (None: no limit); see :mod:`deepobs.models.moe`.
-        eval_capacity_factor: the same in evaluation.
-        moe_dispatch: ``"sparse"`` (each token computed only by its experts) or
-            ``"dense"`` (every expert on every token: the same function, the reference).
         expert_hidden: hidden width of an expert (default 2·d_model).
         dropout: dropout inside the experts.
         v_max: bound of the potential, v = v_max·tanh(u/v_max).
@@ -46,6 +41,11 @@ class ResNetBKConfig:
         bk_method: ``"parallel"`` or ``"sequential"`` BK-Core implementation.
         gradient: ``"exact"`` or ``"hybrid"`` BK-Core gradient.
         grad_blend: α of the hybrid gradient.
+        capacity_factor: an expert takes at most ⌈f·top_k·T/E⌉ of a training batch's T
+            tokens (None: no limit); see :mod:`deepobs.models.moe`.
+        eval_capacity_factor: the same in evaluation.
+        moe_dispatch: ``"sparse"`` (each token computed only by its experts) or
+            ``"dense"`` (every expert on every token: the same function, the reference).
     """
 
     vocab_size: int = 83
@@ -54,9 +54,6 @@ class ResNetBKConfig:
     n_layers: int = 2
     num_experts: int = 4
     top_k: int = 1
-    capacity_factor: Optional[float] = 1.25
-    eval_capacity_factor: Optional[float] = 2.0
-    moe_dispatch: str = "sparse"
     expert_hidden: Optional[int] = None
     dropout: float = 0.1
     v_max: float = 3.0
@@ -65,6 +62,9 @@ class ResNetBKConfig:
     bk_method: str = "parallel"
     gradient: str = "exact"
     grad_blend: float = 0.0
+    capacity_factor: Optional[float] = 1.25
+    eval_capacity_factor: Optional[float] = 2.0
+    moe_dispatch: str = "sparse"
 
     def __post_init__(self):
         for name in ("vocab_size", "seq_length", "d_model", "n_layers", "num_experts"):
