@@ -182,18 +182,25 @@ class MixtureOfExperts(nn.Module):
         return torch.baddbmm(self.b_out, hidden, self.w_out)
 
     def _sparse(self, tokens: torch.Tensor, routing: Routing) -> torch.Tensor:
-        """Gather each expert's tokens into its buffer, run it, add back weighted."""
+        """Gather each expert's tokens into its buffer, run it, add back weighted.
+
+        No boolean indexing (it would synchronise a GPU with the host), and no index
+        whose repeated entries add up non-zero gradients (a GPU adds those atomically,
+        in varying order): each routing gets a row of its own (a token repeated k
+        times, whose gradient is a plain sum over the k rows), dropped routings write
+        to a spare row that is cut off, and they read row 0 with a weight of exactly 0.
+        """
         count, width = tokens.shape
         capacity, top_k = routing.capacity, self.top_k
+        rows = self.num_experts * capacity
         kept = routing.kept.reshape(-1)
         places = (routing.experts * capacity + routing.slots).reshape(-1)
-        sources = torch.arange(count, device=tokens.device).repeat_interleave(top_k)[kept]
-        buffer = tokens.new_zeros(self.num_experts * capacity, width)
-        buffer = buffer.index_copy(0, places[kept], tokens.index_select(0, sources))
-        outputs = self._experts(buffer.view(self.num_experts, capacity, width))
-        # Dropped routings read buffer row 0 and are weighted by an exact 0.
+        routed = tokens if top_k == 1 else tokens.unsqueeze(1).expand(-1, top_k, -1).reshape(-1, width)
+        buffer = tokens.new_zeros(rows + 1, width).index_copy(
+            0, torch.where(kept, places, torch.full_like(places, rows)), routed)
+        outputs = self._experts(buffer[:rows].view(self.num_experts, capacity, width))
         places = torch.where(kept, places, torch.zeros_like(places))
-        gathered = outputs.reshape(-1, width).index_select(0, places).view(count, top_k, width)
+        gathered = outputs.reshape(rows, width).index_select(0, places).view(count, top_k, width)
         if top_k == 1:
             return gathered.squeeze(1) * routing.weights
         return (gathered * routing.weights.unsqueeze(-1)).sum(1)
