@@ -46,3 +46,23 @@ def test_quick_benchmark_writes_the_table_and_the_figures(tmp_path, benchmark_ru
     markdown = (tmp_path / "tiny.md").read_text()
     assert "| quadratic_deep | 2 / 2 / 2 / 2 | 1024 (train 128) |" in markdown
     assert "Targets: ours/floor (train) <= 1.15:" in markdown
+
+
+def test_moe_speed_prints_dense_and_sparse_times_and_their_ratio(monkeypatch, capsys):
+    """benchmarks/moe_speed.py on a tiny layer (checks the script, not the speed)."""
+    threads = torch.get_num_threads()
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import moe_speed
+    try:
+        results = moe_speed.main(["--experts", "2", "8", "--batch", "2", "--length", "5",
+                                  "--d_model", "4", "--repeats", "1"])
+    finally:
+        torch.set_num_threads(threads)
+        sys.modules.pop("moe_speed", None)
+    assert sorted(results) == [2, 8]
+    for times in results.values():
+        assert times["dense"] > 0 and times["sparse"] > 0
+        assert times["ratio"] == pytest.approx(times["dense"] / times["sparse"])
+    printed = capsys.readouterr().out
+    assert "batch 2 x length 5 tokens, d 4, hidden 8, top-1, capacity factor 1.25" in printed
+    assert "target dense/sparse >= 4 at 8 experts:" in printed

@@ -190,6 +190,23 @@ def test_problem_steps_and_reports_perplexity_on_fake_data():
         "perplexities": pytest.approx(math.exp(test_loss))}
 
 
+def test_training_loss_adds_the_balance_term_and_evaluation_does_not():
+    problem = deepobs.get_problem("tolstoi_resnetbk", 6, device="cpu", fake_data=60).set_up()
+    assert problem.balance_weight == 0.01
+    inputs, targets = next(iter(problem.data.batches("train")))
+    for training in (True, False):
+        problem.net.train(training)
+        torch.manual_seed(0)
+        losses, _ = problem._compute(inputs, targets)
+        torch.manual_seed(0)
+        cross_entropy = F.cross_entropy(problem.net(inputs).transpose(1, 2), targets,
+                                        reduction="none").mean(1)
+        balance = problem.net.balance_loss()
+        assert 0.5 < balance.item() < 4.0
+        expected = cross_entropy + (0.01 * balance if training else 0.0)
+        torch.testing.assert_close(losses, expected, rtol=0, atol=1e-6)
+
+
 def test_problem_weight_decay_covers_the_weight_matrices():
     problem = deepobs.get_problem("tolstoi_resnetbk", 4, 1e-3, device="cpu", fake_data=20).set_up()
     (factor, weights), = problem.get_regularization_groups().items()
@@ -225,5 +242,5 @@ def test_300_steps_on_war_and_peace_beat_the_uniform_loss_clearly(shared_data):
         loss.backward()
         optimizer.step()
     test_loss, test_accuracy = problem.evaluate("test")
-    assert test_loss < LN_VOCAB - 1.5  # measured: 2.41 (accuracy 0.30) with seed 42
+    assert test_loss < LN_VOCAB - 1.5  # measured: 2.38 (accuracy 0.31) with seed 42
     assert test_accuracy > 0.2

@@ -1,10 +1,11 @@
 """ResNet-BK: a causal language model whose only sequence mixing is the BK-Core.
 
-Token and position embeddings, pre-norm residual blocks (a top-k mixture-of-experts
-feed-forward whose output is projected to a potential v, mixed along the sequence by
-the causal resolvent diagonal of H0 + diag(v)), a final LayerNorm and a linear head.
-The design follows reference/resnet_bk.md §2 and §5 with the original's defects
-fixed: causal features, a gate that trains, a smooth bound on v, exact gradients.
+Token and position embeddings, pre-norm residual blocks (a sparse top-k
+mixture-of-experts feed-forward whose output is projected to a potential v, mixed along
+the sequence by the causal resolvent diagonal of H0 + diag(v)), a final LayerNorm and a
+linear head. The design follows the original ResNet-BK baseline with its defects fixed:
+causal features, a gate that trains, a smooth bound on v, exact gradients, experts that
+compute only their own tokens (docs/testproblems.md, "ResNet-BK").
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ from typing import Optional
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from deepobs.errors import ConfigurationError
 from deepobs.models.bk_core import BKCore
+from deepobs.models.moe import DISPATCHES, MixtureOfExperts, check_capacity_factor
 
 
 @dataclass
@@ -40,6 +41,11 @@ class ResNetBKConfig:
         bk_method: ``"parallel"`` or ``"sequential"`` BK-Core implementation.
         gradient: ``"exact"`` or ``"hybrid"`` BK-Core gradient.
         grad_blend: α of the hybrid gradient.
+        capacity_factor: an expert takes at most ⌈f·top_k·T/E⌉ of a training batch's T
+            tokens (None: no limit); see :mod:`deepobs.models.moe`.
+        eval_capacity_factor: the same in evaluation.
+        moe_dispatch: ``"sparse"`` (each token computed only by its experts) or
+            ``"dense"`` (every expert on every token: the same function, the reference).
     """
 
     vocab_size: int = 83
@@ -56,6 +62,9 @@ class ResNetBKConfig:
     bk_method: str = "parallel"
     gradient: str = "exact"
     grad_blend: float = 0.0
+    capacity_factor: Optional[float] = 1.25
+    eval_capacity_factor: Optional[float] = 2.0
+    moe_dispatch: str = "sparse"
 
     def __post_init__(self):
         for name in ("vocab_size", "seq_length", "d_model", "n_layers", "num_experts"):
@@ -65,6 +74,11 @@ class ResNetBKConfig:
         if not 1 <= self.top_k <= self.num_experts:
             raise ConfigurationError(
                 f"ResNetBKConfig.top_k must be in [1, num_experts={self.num_experts}], got {self.top_k}")
+        check_capacity_factor("ResNetBKConfig.capacity_factor", self.capacity_factor)
+        check_capacity_factor("ResNetBKConfig.eval_capacity_factor", self.eval_capacity_factor)
+        if self.moe_dispatch not in DISPATCHES:
+            raise ConfigurationError(f"ResNetBKConfig.moe_dispatch must be one of {', '.join(DISPATCHES)}, "
+                                     f"got {self.moe_dispatch!r}")
         if self.expert_hidden is None:
             self.expert_hidden = 2 * self.d_model
         if not 0.0 <= self.dropout < 1.0:
@@ -76,64 +90,14 @@ class ResNetBKConfig:
         BKCore(self.z, self.causal, self.bk_method, self.gradient, self.grad_blend)  # checks the rest
 
 
-class MixtureOfExperts(nn.Module):
-    """Top-k mixture of two-layer ReLU experts with a trained softmax gate.
-
-    Each token's output is Σ_{e in top-k} p_e·expert_e(x), p = softmax over all the
-    gate's logits, so the gate gets a gradient even for top-1 (the original's argmax
-    routing gave it none). Every expert is evaluated on every token with batched
-    matrix products and the unchosen outputs are weighted by zero: for a handful of
-    experts this is simpler and no slower on a CPU than a gather/scatter dispatch, and
-    a token's output cannot depend on how the other tokens were routed.
-
-    After each forward, :attr:`balance_loss` holds the Switch-Transformer
-    load-balancing term E·Σ_e f_e·P̄_e (1 when the routing is uniform) and
-    :attr:`expert_fraction` the fraction of routings per expert.
-    """
-
-    def __init__(self, d_model: int, hidden: int, num_experts: int, top_k: int, dropout: float):
-        super().__init__()
-        self.num_experts, self.top_k = num_experts, top_k
-        self.gate = nn.Linear(d_model, num_experts)
-        self.w_in = nn.Parameter(torch.empty(num_experts, d_model, hidden))
-        self.b_in = nn.Parameter(torch.empty(num_experts, 1, hidden))
-        self.w_out = nn.Parameter(torch.empty(num_experts, hidden, d_model))
-        self.b_out = nn.Parameter(torch.empty(num_experts, 1, d_model))
-        self.dropout = nn.Dropout(dropout)
-        self.balance_loss: Optional[torch.Tensor] = None
-        self.expert_fraction: Optional[torch.Tensor] = None
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        """nn.Linear's default initialisation, expert by expert."""
-        for weight, bias in ((self.w_in, self.b_in), (self.w_out, self.b_out)):
-            bound = weight.shape[1] ** -0.5
-            nn.init.uniform_(weight, -bound, bound)
-            nn.init.uniform_(bias, -bound, bound)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """The top-k experts' outputs mixed by the gate, for features (..., d)."""
-        tokens = x.reshape(-1, x.shape[-1])
-        probs = F.softmax(self.gate(tokens), dim=-1)
-        top_probs, top_index = probs.topk(self.top_k, dim=-1)
-        weights = torch.zeros_like(probs).scatter(-1, top_index, top_probs)
-        hidden = self.dropout(F.relu(torch.baddbmm(self.b_in, tokens.expand(self.num_experts, -1, -1),
-                                                   self.w_in)))
-        outputs = torch.baddbmm(self.b_out, hidden, self.w_out)  # (E, T, d)
-        mixed = torch.einsum("te,etd->td", weights, outputs)
-        routed = torch.zeros_like(probs).scatter(-1, top_index, 1.0)
-        self.expert_fraction = routed.mean(0).detach() / self.top_k
-        self.balance_loss = self.num_experts * (routed.mean(0) / self.top_k * probs.mean(0)).sum()
-        return mixed.reshape(x.shape)
-
-
 class BKLayer(nn.Module):
     """MoE feed-forward plus BK-Core sequence mixing: f + bk_scale·W·[Re g, Im g]."""
 
     def __init__(self, config: ResNetBKConfig):
         super().__init__()
         self.moe = MixtureOfExperts(config.d_model, config.expert_hidden, config.num_experts,
-                                    config.top_k, config.dropout)
+                                    config.top_k, config.dropout, config.capacity_factor,
+                                    config.eval_capacity_factor, config.moe_dispatch)
         self.potential = nn.Linear(config.d_model, 1)
         self.v_max = config.v_max
         self.bk_core = BKCore(config.z, causal=config.causal, method=config.bk_method,

@@ -16,11 +16,12 @@ from deepobs.testproblems.base import TestProblem
 
 @register_problem("tolstoi_resnetbk")
 class TolstoiResNetBK(TestProblem):
-    """ResNet-BK (reference/resnet_bk.md §5) as a character model of War and Peace.
+    """ResNet-BK as a character model of War and Peace (docs/testproblems.md, "ResNet-BK").
 
     Data and batching as ``tolstoi_char_rnn``: 83 characters, sequences of 50, batches
     of 50 in stream order. Model: embedding 83×64 + learned positions, 2 pre-norm
-    blocks (top-1 of 4 softmax-gated experts 64→128→64, potential v = 3·tanh(·/3),
+    blocks (a sparse mixture of 4 experts 64→128→64 with a softmax gate, top-1,
+    capacity factor 1.25 in training and 2.0 in evaluation; potential v = 3·tanh(·/3),
     causal BK-Core features gL_k at z = i, Linear(2→64)·bk_scale), final LayerNorm and
     head; 147,935 parameters. Each window starts from scratch (no state is carried).
 
@@ -29,22 +30,36 @@ class TolstoiResNetBK(TestProblem):
     through ``weight_decay`` on the weight matrices (default 0). Defaults: batch size
     50, 5 epochs.
 
+    Load balancing: in the training phase the loss of every sequence is
+    cross-entropy + ``balance_weight``·(mean over the blocks of the Switch-Transformer
+    term E·Σ_e f_e·P_e, which is 1 for a uniform routing), ``balance_weight`` = 0.01 as
+    in the Switch Transformer. The gradient therefore trains the router to spread the
+    tokens, and the logged mini-batch losses include the term (≈ 0.01 once balanced),
+    as they include L2. Evaluation losses (train_eval, valid, test, hence the reported
+    ``*_losses`` and perplexities) are the cross-entropy (+ L2) only, comparable with
+    ``tolstoi_char_rnn``.
+
     Attributes:
         model_config: the :class:`ResNetBKConfig` (subclass and register under another
-            name to benchmark other sizes or the hybrid gradient).
-        balance_weight: weight of the MoE load-balancing term added to the training
-            loss (0: the loss is exactly the cross-entropy).
+            name to benchmark other sizes, capacities, the dense dispatch or the hybrid
+            gradient).
+        balance_weight: weight of the load-balancing term in the training loss (0: the
+            training loss is exactly the cross-entropy).
     """
 
     dataset_name = "Tolstoi (War and Peace, characters)"
-    model_name = "ResNet-BK (2 blocks, d 64, top-1 of 4 experts, causal BK-Core)"
+    model_name = "ResNet-BK (2 blocks, d 64, sparse top-1 of 4 experts, causal BK-Core)"
     loss_name = "per-character cross-entropy"
     default_batch_size = 50
     default_num_epochs = 5
     default_weight_decay = 0.0
     seq_length = 50
     model_config = ResNetBKConfig(vocab_size=Tolstoi.vocab_size, seq_length=50)
-    balance_weight = 0.0
+    balance_weight = 0.01
+    #: The capacity rule lets a token's output depend on the other sequences of its
+    #: batch (whether its expert was already full), so evaluation batches stay the
+    #: training batches (Tolstoi's stream layout requires that anyway).
+    batch_independent_eval = False
 
     def _build_data(self, **dataset_kwargs):
         return Tolstoi(self._batch_size, seq_length=self.seq_length, **dataset_kwargs)
