@@ -69,6 +69,8 @@ class SVHN(CIFAR10):
     train_eval_size = 26_032
     valid_size = 26_032
     random_flip = False
+    channel_mean = (0.4376821, 0.4437697, 0.47280442)
+    channel_std = (0.19803012, 0.20101562, 0.19703614)
 
     def _read_mat(self, split: str) -> Split:
         candidates = [dataset_dir(self.data_dir, "svhn") / MAT_FILES[split],
