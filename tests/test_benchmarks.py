@@ -46,3 +46,12 @@ def test_quick_benchmark_writes_the_table_and_the_figures(tmp_path, benchmark_ru
     markdown = (tmp_path / "tiny.md").read_text()
     assert "| quadratic_deep | 2 / 2 / 2 / 2 | 1024 (train 128) |" in markdown
     assert "Targets: ours/floor (train) <= 1.15:" in markdown
+
+
+def test_resnet18_epoch_is_a_gpu_line_not_run_on_a_cpu_by_default(benchmark_run):
+    import workloads
+
+    assert "cifar100_resnet18" not in workloads.default_problems("cpu")
+    assert "cifar100_resnet18" in workloads.default_problems("cuda")
+    assert set(workloads.default_problems("cuda")) == set(workloads.PROBLEMS)
+    assert workloads.FAKE_SIZES["cifar100_resnet18"] == 50_000  # the real 40k/10k/10k splits
