@@ -97,6 +97,10 @@ class CIFAR10(DataSet):
     valid_size = 10_000
     #: SVHN keeps the crop and colour distortions but drops the flip.
     random_flip = True
+    #: DeepOBS's TF training files (five of 10,000 records) and shuffle buffer: the
+    #: protocol-1.1 order (:meth:`~deepobs.datasets.DataSet._published_order`).
+    tf_train_file_sizes = (10_000,) * 5
+    tf_shuffle_buffer = 20_000
     #: Per-channel mean and std of the 50,000 training images on the [0, 1] scale (the
     #: standard published constants, also those of DeepOBS's PyTorch port; fixed, so
     #: that the pipeline does not depend on the split or on fake data).
@@ -175,6 +179,7 @@ class CIFAR100(CIFAR10):
     binary_train_files = ("train.bin",)
     binary_test_files = ("test.bin",)
     num_classes = 100
+    tf_train_file_sizes = (50_000,)  # one file: the same protocol-1.1 order every pass
     channel_mean = (0.50707516, 0.48654887, 0.44091784)
     channel_std = (0.26733429, 0.25643846, 0.27615047)
     #: DeVries & Taylor's best Cutout side for ResNet-18 on CIFAR-100 (100 classes,
