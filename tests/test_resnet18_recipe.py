@@ -142,3 +142,17 @@ def test_recipe_pipeline_is_deterministic_per_seed():
     assert torch.equal(first[0], again[0]) and torch.equal(first[1], again[1])
     assert torch.equal(first[2], again[2])
     assert not torch.equal(first[0], other[0])
+
+
+def test_reference_setting_is_the_documented_command():
+    from pathlib import Path
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "testproblems.md").read_text()
+    for name, target in (("cifar10_resnet18", 0.94), ("cifar100_resnet18", 0.73)):
+        problem = deepobs.get_problem_class(name)
+        assert problem.target_test_accuracy == target
+    setting = deepobs.get_problem_class("cifar100_resnet18").reference_setting
+    command = "deepobs-run cifar100_resnet18 " + " ".join(f"--{key} {value}" for key, value in setting.items())
+    assert command in page
+    assert "73 % top-1 test accuracy\non CIFAR-100 and about 94 % on CIFAR-10" in page
+    assert "not yet measured here" in page

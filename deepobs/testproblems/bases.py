@@ -153,6 +153,12 @@ class ResNet18Problem(ClassificationProblem):
     default_num_epochs = 100
     #: The data pipeline of the recipe (see :class:`~deepobs.datasets.CIFAR10`).
     pipeline = "recipe"
+    #: The recipe's reference setting as ``deepobs-run`` flags (docs/testproblems.md),
+    #: and the recipe's final test accuracy for it (set per problem; not yet measured
+    #: with this package).
+    reference_setting = {"optimizer": "momentum", "lr": 0.1, "momentum": 0.9,
+                         "lr_schedule": "warmup_cosine", "warmup_epochs": 5}
+    target_test_accuracy: float = 0.0
 
     def _build_data(self, **dataset_kwargs):
         return super()._build_data(pipeline=self.pipeline, **dataset_kwargs)
