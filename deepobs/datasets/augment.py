@@ -141,6 +141,8 @@ def normalize_channels(images: torch.Tensor, mean, std) -> torch.Tensor:
     """uint8 (0-255) images to ``(x / 255 - mean_c) / std_c`` per channel, float32.
 
     One fused multiply-add per value: ``x · (1 / (255 std_c)) - mean_c / std_c``.
+    ``mean`` and ``std`` may be sequences or tensors; tensors already on the images'
+    device avoid a host-to-device copy per batch.
     """
     mean = torch.as_tensor(mean, dtype=torch.float32, device=images.device).view(1, -1, 1, 1)
     std = torch.as_tensor(std, dtype=torch.float32, device=images.device).view(1, -1, 1, 1)

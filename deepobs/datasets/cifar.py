@@ -118,6 +118,7 @@ class CIFAR10(DataSet):
             raise ConfigurationError(f"cutout_size must be >= 0, got {cutout_size}")
         self.verify = verify
         self.pipeline = pipeline
+        self._channel_tensors = None  # channel mean and std on the data's device, made once
         if cutout_size is not None:
             self.cutout_size = int(cutout_size)
         super().__init__(batch_size, **kwargs)
@@ -157,9 +158,12 @@ class CIFAR10(DataSet):
     def transform_batch(self, inputs: torch.Tensor, train: bool) -> torch.Tensor:
         """uint8 images to model input through the data set's ``pipeline``."""
         if self.pipeline == "recipe":
-            return recipe_image_batch(inputs, train, self.augment_generator, mean=self.channel_mean,
-                                      std=self.channel_std, cutout_size=self.cutout_size,
-                                      flip=self.random_flip)
+            if self._channel_tensors is None:
+                self._channel_tensors = tuple(torch.tensor(values, device=inputs.device)
+                                              for values in (self.channel_mean, self.channel_std))
+            mean, std = self._channel_tensors
+            return recipe_image_batch(inputs, train, self.augment_generator, mean=mean, std=std,
+                                      cutout_size=self.cutout_size, flip=self.random_flip)
         return small_image_batch(inputs, train, self.augment_generator, flip=self.random_flip)
 
 
