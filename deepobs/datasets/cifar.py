@@ -186,8 +186,7 @@ class CIFAR100(CIFAR10):
     tf_train_file_sizes = (50_000,)  # one file: the same protocol-1.1 order every pass
     channel_mean = (0.50707516, 0.48654887, 0.44091784)
     channel_std = (0.26733429, 0.25643846, 0.27615047)
-    #: DeVries & Taylor's best Cutout side for ResNet-18 on CIFAR-100 (100 classes,
-    #: fewer images per class: a smaller hole).
+    #: DeVries & Taylor's best Cutout side for ResNet-18 on CIFAR-100.
     cutout_size = 8
 
 
