@@ -44,8 +44,32 @@ class PerSampleImages(Dataset):
         return self.transform(image), self.targets[index]
 
 
+class Cutout:
+    """One square hole of side ``size`` (centre uniform, clipped at the borders) in a
+    (C, H, W) tensor, per sample, as the Cutout paper's code does it."""
+
+    def __init__(self, size: int):
+        self.size = size
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        height, width = image.shape[-2:]
+        y, x = np.random.randint(height), np.random.randint(width)
+        top, left = y - self.size // 2, x - self.size // 2
+        image = image.clone()
+        image[:, max(0, top):top + self.size, max(0, left):left + self.size] = 0
+        return image
+
+
 def image_transforms(problem) -> tuple:
-    """(training, evaluation) per-sample transforms of the reference port."""
+    """(training, evaluation) per-sample transforms of the reference port (or, for the
+    ResNet-18 recipe, the recipe's usual torchvision transforms)."""
+    data = problem.data
+    if getattr(data, "pipeline", None) == "recipe":
+        normalize = transforms.Normalize(data.channel_mean, data.channel_std)
+        train = transforms.Compose([
+            transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip(),
+            transforms.ToTensor(), normalize, Cutout(data.cutout_size)])
+        return train, transforms.Compose([transforms.ToTensor(), normalize])
     if problem.data.input_shape[0] == 3:  # CIFAR: the port's augmentation, then Normalize
         normalize = transforms.Normalize(CIFAR_MEAN, CIFAR_STD)
         train = transforms.Compose([

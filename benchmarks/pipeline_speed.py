@@ -4,8 +4,9 @@ Compares, on CIFAR-sized images in the python pickle format (random pixels writt
 temporary folder), DeepOBS-style training batches (pad 2 + random crop, flip, brightness,
 saturation, contrast, per-image standardisation, batch 128) built by
 ``deepobs.datasets.CIFAR10`` against the common per-sample approach (torchvision
-dataset + transforms + DataLoader with 2 workers). Also times loading MNIST from the
-idx gz files into memory.
+dataset + transforms + DataLoader with 2 workers), and the ResNet-18 recipe's batches
+(pad 4 + random crop, flip, per-channel normalisation, Cutout). Also times loading
+MNIST from the idx gz files into memory.
 
     .venv/bin/python benchmarks/pipeline_speed.py [--images 10000] [--mnist ../shared/data]
 """
@@ -32,9 +33,10 @@ from deepobs.datasets import CIFAR10, MNIST  # noqa: E402
 BATCH_SIZE = 128
 
 
-def batched_pipeline(data_dir: Path, device: str, passes: int) -> float:
+def batched_pipeline(data_dir: Path, device: str, passes: int, pipeline: str = "deepobs") -> float:
     """Images per second of deepobs's training batches (all augmentation included)."""
-    data = CIFAR10(BATCH_SIZE, data_dir=str(data_dir), verify=False, protocol="1.1", device=device)
+    data = CIFAR10(BATCH_SIZE, data_dir=str(data_dir), verify=False, protocol="1.1", device=device,
+                   pipeline=pipeline)
     for _ in data.batches("train"):  # warm-up pass
         break
     images = 0
@@ -122,11 +124,14 @@ def main() -> None:
         per_batch = args.images // 5
         write_cifar10(folder, per_batch=per_batch, test=1000)
         batched = batched_pipeline(Path(folder), args.device, args.passes)
+        recipe = batched_pipeline(Path(folder), args.device, args.passes, pipeline="recipe")
         per_sample = per_sample_pipeline(Path(folder), args.batches, args.workers)
     print(f"CIFAR-10 training pipeline, batch {BATCH_SIZE}, {args.images} images:")
     print(f"  deepobs whole-batch (pad-crop-flip-distort-standardise): {batched:12,.0f} images/s")
     print(f"  torchvision per-sample + DataLoader({args.workers} workers): {per_sample:12,.0f} images/s")
     print(f"  ratio: {batched / per_sample:.1f}x")
+    print(f"  deepobs whole-batch, ResNet-18 recipe (pad 4-crop-flip-normalise-Cutout): {recipe:12,.0f} images/s"
+          f" ({recipe / batched:.2f}x the DeepOBS pipeline)")
     shared = Path(args.mnist)
     if (shared / "mnist").is_dir():
         first, again = mnist_load_seconds(shared)

@@ -2,6 +2,9 @@
 
     python benchmarks/run.py [--quick] [--problems mnist_mlp ...] [--device cpu|cuda]
 
+On a GPU the default problems include one epoch of ``cifar100_resnet18`` (fake data
+of the real size); on a CPU it runs only when named in ``--problems``.
+
 For each problem, one epoch (training pass + train_eval/valid/test evaluations) is run
 three ways, alternated and repeated (medians): ours (StandardRunner), the common way
 (per-sample datasets + DataLoader, as the reference PyTorch port) and the floor
@@ -36,7 +39,7 @@ from measure import alternate, paired_overhead, paired_ratio  # noqa: E402
 from deepobs.tuner.executors import available_cores  # noqa: E402
 
 IMAGE_PROBLEMS = ("mnist_mlp", "fmnist_2c2d", "cifar10_3c3d")
-CONV_PROBLEMS = ("fmnist_2c2d", "cifar10_3c3d")
+CONV_PROBLEMS = ("fmnist_2c2d", "cifar10_3c3d", "cifar100_resnet18")
 #: Targets of the issue (CPU): training pass within 15 % of the floor, epoch 3× the common way.
 TARGET_FLOOR_RATIO = 1.15
 TARGET_SPEEDUP = 3.0
@@ -129,7 +132,9 @@ def main(argv=None) -> int:
     parser.add_argument("--quick_steps", type=int, default=None,
                         help="training steps of a --quick epoch (default: per problem, "
                              "workloads.QUICK_STEPS)")
-    parser.add_argument("--problems", nargs="+", default=list(workloads.PROBLEMS))
+    parser.add_argument("--problems", nargs="+", default=None,
+                        help="default: every workload on a GPU; on a CPU all but "
+                             f"{', '.join(workloads.GPU_PROBLEMS)} (hours per epoch there)")
     parser.add_argument("--repeats", type=int,
                         help="timed repeats per variant (default 5; speed-option lines with --quick: 2)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -150,6 +155,8 @@ def main(argv=None) -> int:
     repeats = args.repeats or 5
     options_mode = args.options or ("some" if args.quick else "all")
     device = torch.device(args.device)
+    if args.problems is None:
+        args.problems = workloads.default_problems(args.device)
     started = time.perf_counter()
     figures = {
         "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]) if argv is None else " ".join(argv),

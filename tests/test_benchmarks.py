@@ -66,3 +66,12 @@ def test_moe_speed_prints_dense_and_sparse_times_and_their_ratio(monkeypatch, ca
     printed = capsys.readouterr().out
     assert "batch 2 x length 5 tokens, d 4, hidden 8, top-1, capacity factor 1.25" in printed
     assert "target dense/sparse >= 4 at 8 experts:" in printed
+
+
+def test_resnet18_epoch_is_a_gpu_line_not_run_on_a_cpu_by_default(benchmark_run):
+    import workloads
+
+    assert "cifar100_resnet18" not in workloads.default_problems("cpu")
+    assert "cifar100_resnet18" in workloads.default_problems("cuda")
+    assert set(workloads.default_problems("cuda")) == set(workloads.PROBLEMS)
+    assert workloads.FAKE_SIZES["cifar100_resnet18"] == 50_000  # the real 40k/10k/10k splits

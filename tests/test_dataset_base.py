@@ -64,3 +64,88 @@ def test_shuffled_batches_do_not_depend_on_the_gather_chunk(monkeypatch, chunk_b
     assert len(batches) == len(reference) == 7
     for (x, y), (x_ref, y_ref) in zip(batches, reference):
         assert torch.equal(x, x_ref) and torch.equal(y, y_ref) and x.shape[0] == 128
+
+
+# ------------------------------------------------------- protocol 1.1: the TF order
+def test_buffer_shuffle_is_a_windowed_uniform_draw():
+    order = base.buffer_shuffle(1000, 50, torch.Generator().manual_seed(0))
+    assert sorted(order.tolist()) == list(range(1000))
+    # TF emits only what it has read: at step k the buffer holds inputs < 50 + k.
+    assert bool((order < torch.arange(1000) + 50).all())
+    assert not torch.equal(order, torch.arange(1000))
+    # A buffer as large as the input: a uniform permutation (all 24 of 4 elements).
+    generator = torch.Generator().manual_seed(1)
+    counts = {}
+    for _ in range(2400):
+        key = tuple(base.buffer_shuffle(4, 20_000, generator).tolist())
+        counts[key] = counts.get(key, 0) + 1
+    assert len(counts) == 24 and all(60 <= count <= 140 for count in counts.values())
+
+
+def test_file_blocks_have_the_files_sizes_or_their_proportions():
+    assert [len(b) for b in base.file_blocks(73_257, (12_800,) * 5 + (9_257,))] == [12_800] * 5 + [9_257]
+    blocks = base.file_blocks(50, (10_000,) * 5)
+    assert [b.tolist() for b in blocks] == [list(range(k, k + 10)) for k in range(0, 50, 10)]
+
+
+class FiveFiles(DataSet):
+    """50 examples in five 'files' of 10 and a 3-element shuffle buffer, so that the
+    file order can be read back from a pass."""
+
+    input_shape = (1,)
+    valid_size = 10
+    train_eval_size = 50
+    tf_train_file_sizes = (10,) * 5
+    tf_shuffle_buffer = 3
+
+    def _load_raw(self):
+        examples = torch.arange(50).float().unsqueeze(1)
+        return {"train": Split(examples, torch.arange(50)), "test": Split(examples[:10], torch.arange(10))}
+
+
+def _file_order(data, order):
+    """The file order of one pass: undo the fixed buffer permutation, read the blocks."""
+    stream = torch.empty_like(order)
+    stream[data._buffer_order] = order
+    files = (stream // 10).view(5, 10)
+    assert bool((files == files[:, :1]).all()) and torch.equal(stream % 10, torch.arange(50) % 10)
+    return tuple(files[:, 0].tolist())
+
+
+def test_protocol_11_draws_a_new_file_order_every_pass_through_one_fixed_buffer_shuffle():
+    data = FiveFiles(5, protocol="1.1", random_seed=3)
+    passes = [torch.cat([targets for _, targets in data.batches(split)])
+              for split in ("train_eval", "train") * 4]
+    # Every pass, train-eval included (it is the first batches of its own pass), is a
+    # file order through the same buffer permutation; the file order changes each pass.
+    files = [_file_order(data, order) for order in passes]
+    assert len(set(files)) >= 4
+    # Same seed, same sequence of orders; another seed, another sequence.
+    again = FiveFiles(5, protocol="1.1", random_seed=3)
+    assert all(torch.equal(torch.cat([t for _, t in again.batches(split)]), order)
+               for split, order in zip(("train_eval", "train") * 4, passes))
+    other = FiveFiles(5, protocol="1.1", random_seed=4)
+    assert not torch.equal(torch.cat([t for _, t in other.batches("train")]), passes[1])
+
+
+def test_protocol_11_with_one_file_repeats_the_order_and_12_reshuffles():
+    class OneFile(FiveFiles):
+        tf_train_file_sizes = (50,)
+        tf_shuffle_buffer = 20
+
+    data = OneFile(5, protocol="1.1", random_seed=3)
+    first, second = (torch.cat([t for _, t in data.batches("train")]) for _ in range(2))
+    assert torch.equal(first, second) and torch.equal(first, data._buffer_order)
+    assert torch.equal(torch.cat([t for _, t in data.batches("train_eval")]), first[:data.train_eval_size])
+    default = OneFile(5, random_seed=3)
+    assert not torch.equal(torch.cat([t for _, t in default.batches("train")]),
+                           torch.cat([t for _, t in default.batches("train")]))
+
+
+def test_the_published_order_of_each_image_data_set():
+    from deepobs.datasets import CIFAR10, CIFAR100, MNIST, SVHN
+
+    assert CIFAR10.tf_train_file_sizes == (10_000,) * 5 and CIFAR10.tf_shuffle_buffer == 20_000
+    assert CIFAR100.tf_train_file_sizes == (50_000,) and CIFAR100.tf_shuffle_buffer == 20_000
+    assert sum(SVHN.tf_train_file_sizes) == 73_257 and SVHN.tf_shuffle_buffer == 20_000
+    assert MNIST.tf_train_file_sizes == () and MNIST.tf_shuffle_buffer == 20_000

@@ -100,3 +100,48 @@ def test_central_crop(size):
     crop = augment.central_crop(images, size)
     offset = (36 - size) // 2
     assert crop.shape[-1] == size and crop[0, 0, 0, 0].item() == offset * 36 + offset
+
+
+def _span(mask):
+    """Number of True entries of each row of ``mask`` (N, L) and the length first..last."""
+    positions = torch.arange(mask.shape[1]).expand_as(mask)
+    first = torch.where(mask, positions, mask.shape[1]).amin(1)
+    last = torch.where(mask, positions, -1).amax(1)
+    return mask.sum(1), last - first + 1
+
+
+def test_cutout_zeroes_one_clipped_square_per_image_with_a_uniform_centre():
+    batch, size = 4000, 8
+    images = torch.ones(batch, 3, 32, 32)
+    out = augment.cutout(images, size, generator(3))
+    zero = out == 0
+    assert torch.equal(zero[:, 0], zero[:, 1]) and torch.equal(zero[:, 0], zero[:, 2])  # all channels
+    rows, row_span = _span(zero[:, 0].any(dim=2))
+    columns, column_span = _span(zero[:, 0].any(dim=1))
+    # One hole per image, a rectangle of contiguous rows and columns, at most size × size.
+    assert torch.equal(zero[:, 0].flatten(1).sum(1), rows * columns)
+    assert torch.equal(rows, row_span) and torch.equal(columns, column_span)
+    assert rows.min() >= 1 and rows.max() == size and columns.min() >= 1 and columns.max() == size
+    # Centre uniform over 0..31, hole [c-4, c+4) clipped: full 8 rows when 4 <= c <= 28,
+    # with probability 25/32; the clipped holes lose 1..4 rows (c = 3..0) or 1..3 (c = 29..31).
+    assert abs((rows == size).float().mean().item() - 25 / 32) < 0.03
+    assert abs(((rows == size) & (columns == size)).float().mean().item() - (25 / 32) ** 2) < 0.03
+    assert set(rows.unique().tolist()) == {4, 5, 6, 7, 8}
+    assert torch.equal(augment.cutout(images, 0, generator(3)), images)
+
+
+def test_normalize_channels_is_the_per_channel_affine_map():
+    mean, std = (0.5, 0.45, 0.55), (0.2, 0.25, 0.3)
+    images = torch.randint(0, 256, (64, 3, 8, 8), generator=generator(), dtype=torch.uint8)
+    out = augment.normalize_channels(images, mean, std)
+    expected = (images.double() / 255 - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out.double(), expected, atol=1e-5, rtol=0)
+    # A large batch whose channels have the given means (spread std/4: no clipping at 0
+    # or 255) comes out with channel means 0 and stds 1/4.
+    spread = torch.randn(5_000, 3, 4, 4, generator=generator(1)) * torch.tensor(std).view(1, 3, 1, 1) / 4
+    draws = (spread + torch.tensor(mean).view(1, 3, 1, 1)) * 255
+    assert 0 < draws.min() and draws.max() < 255
+    big = augment.normalize_channels(draws.round().to(torch.uint8), mean, std)
+    assert big.mean(dim=(0, 2, 3)).abs().max() < 0.01
+    assert (big.std(dim=(0, 2, 3)) - 0.25).abs().max() < 0.01

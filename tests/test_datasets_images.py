@@ -9,6 +9,7 @@ import torch
 
 from datafiles import write_cifar10, write_cifar100, write_mnist, write_svhn
 from deepobs.datasets import CIFAR10, CIFAR100, MNIST, SVHN, FashionMNIST
+from deepobs.datasets.base import buffer_shuffle
 from deepobs.datasets.cifar import read_cifar_binary
 from deepobs.errors import DataError
 
@@ -109,7 +110,11 @@ def test_cifar10_pickles_shapes_order_and_augmentation_switch(tmp_path):
     assert torch.allclose(inputs.flatten(1).mean(1), torch.zeros(5), atol=1e-5)
     assert torch.allclose(inputs.flatten(1).std(1, unbiased=False), torch.ones(5), atol=1e-4)
     plain = TinyCIFAR10(5, data_dir=tmp_path, verify=False, protocol="1.1", data_augmentation=False)
-    index = torch.randperm(50, generator=torch.Generator().manual_seed(42 * 10 + 1))[:5]
+    # Protocol 1.1 order (DeepOBS's TF pipeline): the five files in an order drawn from the
+    # order stream, then the run's fixed shuffle-buffer permutation (buffer >= 50: uniform).
+    files = torch.randperm(5, generator=torch.Generator().manual_seed(42 * 10 + 1))
+    stream = torch.cat([torch.arange(10 * k, 10 * k + 10) for k in files.tolist()])
+    index = stream[buffer_shuffle(50, 50, torch.Generator().manual_seed(42 * 10 + 4))][:5]
     expected = plain.transform_batch(plain.splits["train"].inputs[index], train=False)
     assert torch.allclose(next(plain.batches("train"))[0], expected)
     with_valid = TinyCIFAR10(5, data_dir=tmp_path, verify=False)

@@ -83,7 +83,7 @@ def test_inception_returns_aux_logits_in_training_only():
         (logits.sum() + aux.sum()).backward()
         assert model.eval()(torch.empty(2, 3, 224, 224)).shape == (2, 1001)
     dropouts = [m for m in model.modules() if isinstance(m, nn.Dropout)]
-    assert [d.p for d in dropouts] == [0.2]  # keep probability 0.8, not TF's rate-0.8 slip
+    assert [d.p for d in dropouts] == [0.8]  # DeepOBS's tf.layers.dropout(x, 0.8): drop rate 0.8
     norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
     assert norms and all(m.momentum == pytest.approx(3e-4) and m.eps == 1e-3 for m in norms)
 

@@ -3,7 +3,8 @@
 Every function takes a batch (N, C, H, W) on any device and, when random, a
 ``torch.Generator`` on that device: one draw per image, no per-sample Python.
 The colour distortions work on the 0-255 float scale, as DeepOBS's TF input
-pipelines do (reference/deepobs.md §2.3).
+pipelines do. ``recipe_image_batch`` is the ResNet-18 CIFAR recipe's pipeline
+(pad 4, crop, flip, per-channel normalisation, Cutout), not a DeepOBS one.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import torch
 BRIGHTNESS_MAX_DELTA = 63.0 / 255.0
 SATURATION_RANGE = (0.5, 1.5)
 CONTRAST_RANGE = (0.2, 1.8)
+#: Zero padding before the random 32×32 crop of the ResNet-18 recipe (DeepOBS: 2).
+RECIPE_PADDING = 4
 
 
 def _uniform(batch: int, low: float, high: float, like: torch.Tensor,
@@ -113,6 +116,55 @@ def distort_colors(images: torch.Tensor, generator: torch.Generator) -> torch.Te
     return random_contrast(images, *CONTRAST_RANGE, generator)
 
 
+def cutout(images: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
+    """Zero one square hole of side ``size`` per image (DeVries & Taylor 2017, "Cutout").
+
+    The hole's centre is uniform over all pixels and the square is clipped at the
+    borders (rows ``[cy - size//2, cy - size//2 + size)``, the same for columns), as in
+    the paper's code, so a hole near an edge is smaller. Built as one mask per batch.
+    """
+    if size <= 0:
+        return images
+    batch, _, height, width = images.shape
+    device = images.device
+    centre_y = torch.randint(0, height, (batch, 1), generator=generator, device=device)
+    centre_x = torch.randint(0, width, (batch, 1), generator=generator, device=device)
+    rows = torch.arange(height, device=device) - (centre_y - size // 2)  # (N, H)
+    columns = torch.arange(width, device=device) - (centre_x - size // 2)  # (N, W)
+    inside_rows = (rows >= 0) & (rows < size)
+    inside_columns = (columns >= 0) & (columns < size)
+    hole = inside_rows[:, :, None] & inside_columns[:, None, :]  # (N, H, W)
+    return images.masked_fill(hole[:, None], 0)
+
+
+def normalize_channels(images: torch.Tensor, mean, std) -> torch.Tensor:
+    """uint8 (0-255) images to ``(x / 255 - mean_c) / std_c`` per channel, float32.
+
+    One fused multiply-add per value: ``x · (1 / (255 std_c)) - mean_c / std_c``.
+    ``mean`` and ``std`` may be sequences or tensors; tensors already on the images'
+    device avoid a host-to-device copy per batch.
+    """
+    mean = torch.as_tensor(mean, dtype=torch.float32, device=images.device).view(1, -1, 1, 1)
+    std = torch.as_tensor(std, dtype=torch.float32, device=images.device).view(1, -1, 1, 1)
+    return torch.addcmul(-mean / std, images.float(), 1.0 / (255.0 * std))
+
+
+def recipe_image_batch(images: torch.Tensor, train: bool, generator: torch.Generator, *,
+                       mean, std, cutout_size: int, padding: int = RECIPE_PADDING,
+                       flip: bool = True) -> torch.Tensor:
+    """The ResNet-18 CIFAR recipe's pipeline: uint8 (N, 3, 32, 32) to float32.
+
+    Training: zero-pad ``padding`` + random 32 crop (+ flip) on the uint8 images,
+    per-channel normalisation, then Cutout (the hole is 0 after normalisation, i.e.
+    the data set's mean colour, as in the Cutout paper's code). Evaluation:
+    normalisation only.
+    """
+    if train:
+        images = random_crop_and_flip(images, images.shape[-1], generator, padding=padding, flip=flip)
+        return cutout(normalize_channels(images, mean, std), cutout_size, generator)
+    return normalize_channels(images, mean, std)
+
+
 def small_image_batch(images: torch.Tensor, train: bool, generator: torch.Generator, *,
                       flip: bool) -> torch.Tensor:
     """CIFAR/SVHN pipeline: uint8 (N, 3, 32, 32) to standardised float32 (N, 3, 32, 32).
@@ -131,5 +183,6 @@ def small_image_batch(images: torch.Tensor, train: bool, generator: torch.Genera
 __all__ = [
     "random_crop_and_flip", "central_crop", "random_brightness", "adjust_saturation",
     "random_saturation", "random_contrast", "per_image_standardization", "distort_colors",
-    "small_image_batch", "BRIGHTNESS_MAX_DELTA", "SATURATION_RANGE", "CONTRAST_RANGE",
+    "small_image_batch", "cutout", "normalize_channels", "recipe_image_batch",
+    "BRIGHTNESS_MAX_DELTA", "SATURATION_RANGE", "CONTRAST_RANGE", "RECIPE_PADDING",
 ]

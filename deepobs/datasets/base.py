@@ -29,6 +29,7 @@ GATHER_CHUNK_BYTES = 1 << 20
 _ORDER_STREAM = 1
 _TRAIN_EVAL_STREAM = 2
 _AUGMENT_STREAM = 3
+_SHUFFLE_BUFFER_STREAM = 4
 
 
 @dataclass
@@ -48,6 +49,40 @@ class Split:
     def subset(self, index: torch.Tensor) -> "Split":
         """The examples at positions ``index`` (a 1-D index tensor), in that order."""
         return Split(self.inputs[index], self.targets[index])
+
+
+def buffer_shuffle(size: int, buffer_size: int, generator: torch.Generator) -> torch.Tensor:
+    """The order in which a ``tf.data`` shuffle buffer of ``buffer_size`` emits ``size``
+    inputs: ``output[k] = input[order[k]]``.
+
+    TF fills the buffer with the next inputs, emits a uniformly chosen buffered element
+    and refills, until the input is exhausted. Which *position* is emitted depends only
+    on the random draws, not on the inputs, so one seeded shuffle is one fixed
+    permutation. A buffer at least as large as the input gives a uniform permutation
+    (the loop is then Fisher–Yates).
+    """
+    steps = torch.arange(size, dtype=torch.float64)
+    buffered = (torch.clamp(steps + buffer_size, max=size) - steps)  # elements in the buffer at step k
+    draws = torch.rand(size, dtype=torch.float64, generator=generator)
+    offsets = (draws * buffered).long().clamp_(max=buffered.long() - 1).tolist()
+    slots = list(range(size))  # buffer slots k..: the unemitted inputs, in slot order
+    order = [0] * size
+    for k, offset in enumerate(offsets):
+        chosen = k + offset
+        order[k] = slots[chosen]
+        slots[chosen] = slots[k]
+    return torch.tensor(order, dtype=torch.int64)
+
+
+def file_blocks(size: int, file_sizes: tuple) -> list:
+    """``size`` consecutive examples cut into blocks in the proportions of ``file_sizes``
+    (exactly those sizes when ``size`` is their sum): the data set's training files."""
+    total = sum(file_sizes)
+    bounds, seen = [0], 0
+    for length in file_sizes:
+        seen += length
+        bounds.append(round(size * seen / total))
+    return [torch.arange(start, end) for start, end in zip(bounds[:-1], bounds[1:])]
 
 
 def carve_validation(train: Split, valid_size: int) -> tuple[Split, Split]:
@@ -82,11 +117,14 @@ class DataSet:
         fake_data: if set, use this many random examples of the real shape instead of
             reading files (tests, smoke tests and benchmarks).
         reshuffle: draw a new training order every epoch (default: True under protocol
-            1.2, False under 1.1). The published TF runs re-initialised a seeded shuffle
-            at every epoch and so saw the same order in every epoch (and train-eval was
-            the first batches of that order); protocol 1.1 reproduces this, which matters:
-            on quadratic_deep, Momentum's final test loss over seeds is 87.05 ± 0.02 with
-            a fixed order (published: 87.05 ± 0.02) against 89 ± 1 with reshuffling.
+            1.2, False under 1.1). False gives the order of the published TF runs, which
+            re-initialised a seeded shuffle at every epoch (and train-eval was the first
+            batches of that order); protocol 1.1 reproduces this, which matters: on
+            quadratic_deep, Momentum's final test loss over seeds is 87.05 ± 0.02 with a
+            fixed order (published: 87.05 ± 0.02) against 89 ± 1 with reshuffling. For
+            data sets read from several TF files (``tf_train_file_sizes``) the file order
+            was drawn anew at every pass, so the order then changes from pass to pass:
+            see :meth:`_published_order`.
     """
 
     #: Name of the data set, used in messages.
@@ -99,6 +137,12 @@ class DataSet:
     input_shape: tuple = ()
     input_dtype: torch.dtype = torch.float32
     num_classes: Optional[int] = None
+    #: DeepOBS's TF input pipeline (the order of protocol 1.1, see
+    #: :meth:`_published_order`): the record counts of its training files, whose order
+    #: ``tf.random_shuffle`` drew at every pass (empty: one source, no file shuffle) ...
+    tf_train_file_sizes: tuple = ()
+    #: ... and its ``Dataset.shuffle`` buffer (None: a uniform permutation).
+    tf_shuffle_buffer: Optional[int] = None
 
     def __init__(
         self,
@@ -126,6 +170,7 @@ class DataSet:
         self.eval_batch_size = int(eval_batch_size or batch_size)
         self.reshuffle = (self.protocol != "1.1") if reshuffle is None else bool(reshuffle)
         self.splits = self._build_splits()
+        self._buffer_order = None  # the fixed shuffle-buffer permutation of protocol 1.1
         if train_eval_size is not None:
             self.train_eval_size = int(train_eval_size)
         self.train_eval_size = min(self.train_eval_size, len(self.splits["train"]))
@@ -208,9 +253,35 @@ class DataSet:
             raise ConfigurationError(f"unknown split {split!r}; allowed: train, train_eval, valid, test")
         return self.splits[split]
 
+    def _published_order(self) -> torch.Tensor:
+        """The training order of one pass as DeepOBS's TF pipeline made it (no reshuffle).
+
+        In TF 1.x every ``*_init_op`` re-ran the input graph: ``tf.random_shuffle`` of the
+        file names is a stateful op whose kernel lives as long as the session, so each
+        pass (training or train-eval) got a new file order; the seeded ``shuffle`` dataset
+        was built anew each time and so drew the same random numbers in every pass,
+        i.e. applied one fixed permutation (:func:`buffer_shuffle`) to the file stream.
+        Here: a file order drawn from ``order_generator`` (which advances from pass to
+        pass, as TF's kernel did), then the run's fixed buffer permutation. One file
+        (CIFAR-100) or none (in-memory arrays): the same order in every pass.
+        """
+        size = len(self.splits["train"])
+        if self._buffer_order is None or len(self._buffer_order) != size:
+            generator = torch.Generator().manual_seed(self.random_seed * 10 + _SHUFFLE_BUFFER_STREAM)
+            self._buffer_order = buffer_shuffle(size, self.tf_shuffle_buffer or size, generator)
+        stream = torch.arange(size)
+        if len(self.tf_train_file_sizes) > 1:
+            blocks = file_blocks(size, self.tf_train_file_sizes)
+            files = torch.randperm(len(blocks), generator=self.order_generator).tolist()
+            stream = torch.cat([blocks[k] for k in files])
+        return stream[self._buffer_order]
+
     def _pass_index(self, split: str) -> Optional[torch.Tensor]:
         """Example order of one pass: shuffled for train/train_eval, fixed otherwise."""
         if split == "train" or (split == "train_eval" and not self.reshuffle):
+            if not self.reshuffle and (self.tf_train_file_sizes or self.tf_shuffle_buffer):
+                order = self._published_order()
+                return order if split == "train" else order[: self.train_eval_size]
             if not self.reshuffle:  # the same order in every pass (published setting)
                 self.order_generator.manual_seed(self.random_seed * 10 + _ORDER_STREAM)
             permutation = torch.randperm(len(self.splits["train"]), generator=self.order_generator)
@@ -301,4 +372,4 @@ class DataSet:
         return f"{type(self).__name__}(batch_size={self.batch_size}, protocol={self.protocol}, {sizes})"
 
 
-__all__ = ["DataSet", "Split", "carve_validation", "SPLIT_SEED"]
+__all__ = ["DataSet", "Split", "buffer_shuffle", "carve_validation", "file_blocks", "SPLIT_SEED"]

@@ -8,12 +8,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from deepobs.datasets.augment import small_image_batch
+from deepobs.datasets.augment import recipe_image_batch, small_image_batch
 from deepobs.datasets.base import DataSet, Split
 from deepobs.datasets.files import dataset_dir, require_file, verify_file
-from deepobs.errors import DataError
+from deepobs.errors import ConfigurationError, DataError
 
 IMAGE_BYTES = 3 * 32 * 32
+#: Input pipelines: DeepOBS's TF one, and the ResNet-18 CIFAR recipe's.
+PIPELINES = ("deepobs", "recipe")
 
 
 def read_cifar_pickle(path, label_key: bytes) -> tuple[np.ndarray, np.ndarray]:
@@ -60,9 +62,14 @@ def read_cifar_binary(path, label_bytes: int) -> tuple[np.ndarray, np.ndarray]:
 class CIFAR10(DataSet):
     """CIFAR-10: 50,000 training and 10,000 test colour images of 32×32, 10 classes.
 
-    Batches are float32 (B, 3, 32, 32), per-image standardised. Training (and
-    train-eval) batches are augmented as DeepOBS's TF pipeline: pad 2 + random 32 crop,
-    random horizontal flip, brightness/saturation/contrast distortions.
+    Batches are float32 (B, 3, 32, 32). Two pipelines (``pipeline``):
+
+    * ``"deepobs"`` (default): per-image standardisation; training (and train-eval)
+      batches are augmented as DeepOBS's TF pipeline: pad 2 + random 32 crop, random
+      horizontal flip, brightness/saturation/contrast distortions.
+    * ``"recipe"`` (the ResNet-18 problems): per-channel normalisation with the
+      ``channel_mean``/``channel_std`` constants; training adds pad 4 + random 32 crop,
+      random horizontal flip and Cutout of side ``cutout_size``.
 
     Files: the python version, ``<data_dir>/cifar-10/{data_batch_1..5,test_batch}``
     (what ``deepobs-prepare-data`` writes), torchvision's ``<data_dir>/cifar-10-batches-py/``,
@@ -70,6 +77,9 @@ class CIFAR10(DataSet):
 
     Args:
         verify: check the official files' checksums (once per file version).
+        pipeline: ``"deepobs"`` or ``"recipe"``.
+        cutout_size: side of the Cutout hole of the recipe pipeline (default: the data
+            set's ``cutout_size``; 0: no Cutout).
     """
 
     name = "cifar10"
@@ -87,9 +97,30 @@ class CIFAR10(DataSet):
     valid_size = 10_000
     #: SVHN keeps the crop and colour distortions but drops the flip.
     random_flip = True
+    #: DeepOBS's TF training files (five of 10,000 records) and shuffle buffer: the
+    #: protocol-1.1 order (:meth:`~deepobs.datasets.DataSet._published_order`).
+    tf_train_file_sizes = (10_000,) * 5
+    tf_shuffle_buffer = 20_000
+    #: Per-channel mean and std of the 50,000 training images on the [0, 1] scale (the
+    #: standard published constants, also those of DeepOBS's PyTorch port; fixed, so
+    #: that the pipeline does not depend on the split or on fake data).
+    channel_mean = (0.49139968, 0.48215841, 0.44653091)
+    channel_std = (0.24703223, 0.24348513, 0.26158784)
+    #: Cutout side of the recipe pipeline: the size DeVries & Taylor (2017) found best
+    #: for ResNet-18 on CIFAR-10 on a held-out validation set.
+    cutout_size = 16
 
-    def __init__(self, batch_size, *, verify: bool = True, **kwargs):
+    def __init__(self, batch_size, *, verify: bool = True, pipeline: str = "deepobs",
+                 cutout_size: int | None = None, **kwargs):
+        if pipeline not in PIPELINES:
+            raise ConfigurationError(f"pipeline must be one of {', '.join(PIPELINES)}, got {pipeline!r}")
+        if cutout_size is not None and int(cutout_size) < 0:
+            raise ConfigurationError(f"cutout_size must be >= 0, got {cutout_size}")
         self.verify = verify
+        self.pipeline = pipeline
+        self._channel_tensors = None  # channel mean and std on the data's device, made once
+        if cutout_size is not None:
+            self.cutout_size = int(cutout_size)
         super().__init__(batch_size, **kwargs)
 
     def _folder(self) -> Path:
@@ -125,7 +156,14 @@ class CIFAR10(DataSet):
         }
 
     def transform_batch(self, inputs: torch.Tensor, train: bool) -> torch.Tensor:
-        """uint8 images to standardised floats; training adds random crop, flip and colour distortions."""
+        """uint8 images to model input through the data set's ``pipeline``."""
+        if self.pipeline == "recipe":
+            if self._channel_tensors is None:
+                self._channel_tensors = tuple(torch.tensor(values, device=inputs.device)
+                                              for values in (self.channel_mean, self.channel_std))
+            mean, std = self._channel_tensors
+            return recipe_image_batch(inputs, train, self.augment_generator, mean=mean, std=std,
+                                      cutout_size=self.cutout_size, flip=self.random_flip)
         return small_image_batch(inputs, train, self.augment_generator, flip=self.random_flip)
 
 
@@ -145,6 +183,11 @@ class CIFAR100(CIFAR10):
     binary_train_files = ("train.bin",)
     binary_test_files = ("test.bin",)
     num_classes = 100
+    tf_train_file_sizes = (50_000,)  # one file: the same protocol-1.1 order every pass
+    channel_mean = (0.50707516, 0.48654887, 0.44091784)
+    channel_std = (0.26733429, 0.25643846, 0.27615047)
+    #: DeVries & Taylor's best Cutout side for ResNet-18 on CIFAR-100.
+    cutout_size = 8
 
 
-__all__ = ["CIFAR10", "CIFAR100", "read_cifar_pickle", "read_cifar_binary"]
+__all__ = ["CIFAR10", "CIFAR100", "PIPELINES", "read_cifar_pickle", "read_cifar_binary"]

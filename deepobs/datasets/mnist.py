@@ -49,6 +49,8 @@ class MNIST(DataSet):
     num_classes = 10
     train_eval_size = 10_000
     valid_size = 10_000
+    #: DeepOBS's TF ``Dataset.shuffle`` buffer over the in-memory arrays (protocol 1.1).
+    tf_shuffle_buffer = 20_000
 
     def __init__(self, batch_size, *, verify: bool = True, **kwargs):
         self.verify = verify

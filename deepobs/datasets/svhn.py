@@ -69,6 +69,10 @@ class SVHN(CIFAR10):
     train_eval_size = 26_032
     valid_size = 26_032
     random_flip = False
+    #: DeepOBS's TF files ``data_batch_0..5.bin`` (12,800 records each, the last 9,257).
+    tf_train_file_sizes = (12_800,) * 5 + (9_257,)
+    channel_mean = (0.4376821, 0.4437697, 0.47280442)
+    channel_std = (0.19803012, 0.20101562, 0.19703614)
 
     def _read_mat(self, split: str) -> Split:
         candidates = [dataset_dir(self.data_dir, "svhn") / MAT_FILES[split],

@@ -51,8 +51,9 @@ class ImageNet_InceptionV3(_ImageNetProblem, AuxiliaryHeadProblem):
     Loss: cross-entropy with label smoothing 0.1 on the main logits, plus 0.4 × the
     same on the auxiliary logits in training only; accuracy of the main logits.
     L2 5e-4 on the conv kernels (the dense layers carry none, as published). Batch
-    norm momentum 0.0003 (TF 0.9997), ε 1e-3; dropout keeps 80 % (DeepOBS's TF code
-    dropped 80 % by a slip). 27,164,082 parameters.
+    norm momentum 0.0003 (TF 0.9997), ε 1e-3; dropout drops 80 % before the
+    classifier, as DeepOBS's TF code (the paper's model drops 20 %; see the
+    "Differences from DeepOBS" table). 27,164,082 parameters.
 
     DeepOBS publishes no batch size or epochs for it; ours follow the paper's
     training (also in DeepOBS's docstring): batch size 32, 100 epochs (RMSProp decay
