@@ -18,12 +18,13 @@ import pandas as pd
 from deepobs.analyzer import plots, tables
 from deepobs.analyzer.aggregate import aggregate, select_best
 from deepobs.analyzer.baselines import SHIPPED, load_baselines
-from deepobs.analyzer.loading import check_output, load_results
+from deepobs.analyzer.loading import check_output, config_hash_conflicts, load_results
 from deepobs.analyzer.measures import (
     R_MAX, convergence_performance, performance_profile, performance_ratios, profile_score,
     time_to_target_table,
 )
-from deepobs.errors import DataError
+from deepobs.errors import ConfigurationError, DataError
+from deepobs.safe_names import bounded_component, join_under, printable, quoted, writable_folder
 from deepobs.version import __version__
 
 
@@ -53,10 +54,44 @@ def _labelled(settings: pd.DataFrame, primary: str) -> pd.DataFrame:
 
 
 def _save(fig, out_dir: Path, name: str, formats: Sequence[str], written: list) -> Path:
-    """Save a figure (always as PNG too, for the page) and return the PNG's path."""
-    paths = plots.save_figure(fig, out_dir / "figures" / name, formats=tuple(dict.fromkeys(["png", *formats])))
+    """Save a figure (always as PNG too, for the page) and return the PNG's path.
+
+    ``name`` holds problem and optimizer names read from result files, which the result
+    schema has checked to be file names; it is shortened (with a digest) to fit the
+    length limit, and every path is checked to stay inside ``out_dir/figures``.
+    """
+    formats = tuple(dict.fromkeys(["png", *formats]))
+    name = bounded_component(name, reserve=1 + max(len(fmt.encode("utf-8")) for fmt in formats))
+    for fmt in formats:
+        join_under(out_dir / "figures", f"{name}.{fmt}", what="figure file")
+    paths = plots.save_figure(fig, out_dir / "figures" / name, formats=formats)
     written += paths
     return paths[0]
+
+
+def check_formats(formats: Sequence[str]) -> tuple:
+    """The figure formats, each one matplotlib can write (else a one-line ConfigurationError)."""
+    from matplotlib.figure import Figure
+
+    supported = Figure().canvas.get_supported_filetypes()
+    for fmt in formats:
+        if fmt not in supported:
+            raise ConfigurationError(f"figure format {quoted(fmt)} is not one of {', '.join(sorted(supported))}")
+    return tuple(formats)
+
+
+def _drop_conflicts(runs: pd.DataFrame, notes: list) -> pd.DataFrame:
+    """Runs without the setting folders whose files carry different config hashes (each
+    named in ``notes``): such seeds are different experiments and are not averaged."""
+    conflicts = config_hash_conflicts(runs)
+    if not conflicts:
+        return runs
+    folders = {message.split(": ", 1)[0] for message in conflicts}
+    notes += [f"skipped setting, its files carry different config_hash: {printable(m)}" for m in conflicts]
+    keep = [str(Path(p).parent) not in folders for p in runs["path"]]
+    kept = runs[keep].reset_index(drop=True)
+    kept.attrs.update(runs.attrs)
+    return kept
 
 
 def _varying(settings: pd.DataFrame) -> list:
@@ -87,18 +122,22 @@ def build_report(results, out_dir, baselines: Optional[str] = None, mode: str = 
         include_diverged: count diverged runs in means (off: they are shown apart).
     """
     started = time.perf_counter()
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    formats = check_formats(formats)
+    out_dir = writable_folder(out_dir)
     check = check_output(results)
-    runs = load_results(results, source="ours")
+    runs = load_results(results, source="ours", check_hashes=False)
+    notes = []
+    runs = _drop_conflicts(runs, notes)
     if runs.empty:
-        raise DataError(f"no result files (random_seed__*.json) under {results}")
+        skipped = len(check.corrupt_files)
+        raise DataError(f"no valid result files (random_seed__*.json) under {printable(results)}"
+                        + (f"; {skipped} skipped as invalid (deepobs-plot --check lists them)" if skipped else ""))
     settings = aggregate(runs, include_diverged)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         selected = select_best(settings, mode, metric)
     problems = sorted(settings["problem"].unique())
-    notes = [f"{r.problem} | {r.optimizer}: {r.selection_note}" for r in selected.itertuples() if r.selection_note]
+    notes += [f"{r.problem} | {r.optimizer}: {r.selection_note}" for r in selected.itertuples() if r.selection_note]
     reference = pd.DataFrame()
     if baselines:
         reference = load_baselines(baselines, include_diverged)
@@ -192,7 +231,7 @@ def build_report(results, out_dir, baselines: Optional[str] = None, mode: str = 
                                 _save(fig, out_dir, "performance_profiles", formats, written)))
         sections.append(section)
 
-    notes += check.lines()[len(check.summary):]
+    notes += [line for line in check.lines()[len(check.summary):] if not line.startswith("conflicting config_hash")]
     page = _render(title or f"deepobs report: {Path(results).resolve().name}", runs, check, notes, sections,
                    baselines, mode, metric, time.perf_counter() - started)
     html_path = out_dir / "report.html"
