@@ -7,7 +7,6 @@ so one bad run does not stop a sweep.
 
 from __future__ import annotations
 
-import json
 import math
 import shlex
 import time
@@ -54,10 +53,16 @@ class RunSpec:
         return self.optimizer_name or resolve_optimizer(self.optimizer).name
 
     def result_folder(self) -> Path:
-        """The setting folder the runner writes to (the same rule as StandardRunner.run)."""
+        """The setting folder the runner writes to (the same rule as StandardRunner.run).
+
+        Every part is checked by :func:`deepobs.safe_names.join_under`: a problem,
+        optimizer name or hyperparameter value that is no file name, or leads outside
+        ``output_dir``, is a one-line ConfigurationError.
+        """
         from deepobs.registry import get_problem_class
         from deepobs.runners import results
         from deepobs.runners.optimizers import resolve_optimizer
+        from deepobs.safe_names import join_under, path_component
 
         problem_class = get_problem_class(self.testproblem)
         spec = resolve_optimizer(self.optimizer)
@@ -67,7 +72,10 @@ class RunSpec:
         hyperparams.update(self.hyperparams)
         weight_decay = self.weight_decay if problem_class.default_weight_decay is not None else None
         setting = results.setting_name(num_epochs, batch_size, hyperparams, weight_decay, {}, self.protocol)
-        return Path(self.output_dir) / self.testproblem / self.written_optimizer_name / setting
+        path_component(self.testproblem, "problem name")
+        path_component(self.written_optimizer_name, "optimizer name")
+        path_component(setting, "setting folder name (from the hyperparameter values)")
+        return join_under(self.output_dir, self.testproblem, self.written_optimizer_name, setting)
 
     def find_result(self) -> Optional[Path]:
         """This run's result file, if it exists."""
@@ -252,7 +260,7 @@ def objective(output: dict, mode: str = "final") -> float:
         raise ConfigurationError(f"mode must be 'final' or 'best', got {mode!r}")
     key = validation_metric(output)
     sign = 1.0 if key == "valid_accuracies" else -1.0
-    values = [sign * float(v) for v in output[key]]
+    values = [math.nan if v is None else sign * float(v) for v in output[key]]
     finite = [v for v in values if math.isfinite(v)]
     if output.get("diverged") and mode == "final" or not finite:
         return -math.inf
@@ -262,6 +270,8 @@ def objective(output: dict, mode: str = "final") -> float:
 
 
 def read_output(path) -> dict:
-    """The JSON of a result file."""
-    with open(path) as stream:
-        return json.load(stream)
+    """The JSON of a result file, checked against the result schema
+    (:mod:`deepobs.result_schema`); a DataError (a ValueError) names the file and the problem."""
+    from deepobs import result_schema
+
+    return result_schema.load(path)
