@@ -23,7 +23,7 @@ HOSTILE = ["..", ".", "", " ", "a/b", "../x", "x/../../../../../../../../tmp/ESC
            "a\nb", "a\rb", "\u202eevil", "\u2028", "é" * 128, "a" * 256, "/etc", "~", "-", "COM1"]
 names = st.one_of(st.sampled_from(HOSTILE), st.text(max_size=40),
                   st.text(alphabet="./\\\x00\n .a", max_size=12), st.text(min_size=200, max_size=300))
-SLOW_SETTINGS = settings(max_examples=60, deadline=None,
+SLOW_SETTINGS = settings(max_examples=30, deadline=None,
                          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 
@@ -140,30 +140,36 @@ def text_optimizer():
     return "safe_names_probe"
 
 
+def _tuner_folder(tmp_path, optimizer, problem, mode, optimizer_name):
+    """The run's result folder, or None when the tuner refuses the names (one line)."""
+    from deepobs.tuner.runs import RunSpec
+
+    try:
+        spec = RunSpec(testproblem=problem, optimizer=optimizer, hyperparams={"lr": 0.1, "mode": mode},
+                       random_seed=42, output_dir=str(tmp_path / "out"), optimizer_name=optimizer_name)
+        return spec.result_folder()
+    except ConfigurationError as error:
+        assert "\n" not in str(error)
+        return None
+
+
 @given(mode=names, optimizer_name=st.one_of(st.none(), names), problem=st.sampled_from(
     ["quadratic_deep", "two_d_beale", "../quadratic_deep", "quadratic_deep/../../x"]))
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_property_tuner_result_folders_stay_in_the_output_dir(tmp_path, text_optimizer, mode, optimizer_name,
                                                                problem):
-    from deepobs.tuner.runs import RunSpec
-
-    spec = RunSpec(problem, text_optimizer, {"lr": 0.1, "mode": mode}, 42, output_dir=str(tmp_path / "out"),
-                   optimizer_name=optimizer_name)
-    try:
-        folder = spec.result_folder()
-    except ConfigurationError as error:
-        assert "\n" not in str(error)
-        return
-    assert _inside(folder, tmp_path / "out") and folder.parent.parent.parent == tmp_path / "out"
+    folder = _tuner_folder(tmp_path, text_optimizer, problem, mode, optimizer_name)
+    if folder is not None:
+        assert _inside(folder, tmp_path / "out") and folder.parent.parent.parent == tmp_path / "out"
 
 
-def test_tuner_refuses_a_setting_that_climbs_out(tmp_path, text_optimizer):
-    from deepobs.tuner.runs import RunSpec
-
-    spec = RunSpec("quadratic_deep", text_optimizer, {"lr": 0.1, "mode": "../../../x"}, 42,
-                   output_dir=str(tmp_path / "out"))
-    with pytest.raises(ConfigurationError, match="setting folder name"):
-        spec.result_folder()
+@pytest.mark.parametrize("mode", ["../../../x", "a/b", "..", "a\nb", "x" * 300])
+def test_tuner_never_climbs_out_with_a_text_hyperparameter(tmp_path, text_optimizer, mode):
+    """Issue 19: ``mode: ["../../../x"]`` in a sweep; refused, or kept inside the output folder."""
+    folder = _tuner_folder(tmp_path, text_optimizer, "quadratic_deep", mode, None)
+    if folder is not None:
+        assert _inside(folder, tmp_path / "out") and folder.parent.parent.parent == tmp_path / "out"
+        assert ".." not in folder.name.split("__") and "/" not in folder.name
 
 
 @given(name=names)
