@@ -176,3 +176,15 @@ def test_property_deepobs_plot_never_aborts_on_mutated_files(tmp_path_factory, f
     assert (root.parent / "report" / "report.html").is_file()
     for path in invalid:
         assert f"skipped file: {path}: " in out.getvalue()
+
+
+def test_schema_knows_every_key_of_the_result_page():
+    """Each key docs/results.md describes has a type in the schema (it stays in step with
+    the runner: tests/test_docs.py checks that every key a run writes is on that page)."""
+    import re
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "results.md").read_text()
+    table = page.split("## Every key", 1)[1].split("\n## ", 1)[0]
+    keys = {key for line in table.splitlines() if line.startswith("| `")
+            for key in re.findall(r"`([a-z_0-9]+)`", line.split("|")[1])}
+    assert len(keys) > 30 and keys - set(result_schema.KEYS) == set()

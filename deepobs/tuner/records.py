@@ -58,9 +58,13 @@ class SweepRecords:
             return []
         records = []
         for path in sorted((self.folder / "failures").glob("*.json")):
-            with open(path) as stream:
-                records.append(json.load(stream))
-        return sorted(records, key=lambda record: record.get("time", ""))
+            try:
+                with open(path) as stream:
+                    record = json.load(stream)
+            except (OSError, ValueError, RecursionError) as error:  # a damaged record still counts
+                record = {"error": f"unreadable failure record {path.name}: {type(error).__name__}"}
+            records.append(record if isinstance(record, dict) else {"error": f"damaged record {path.name}"})
+        return sorted(records, key=lambda record: str(record.get("time", "")))
 
     def write(self, name: str, data: dict) -> Optional[Path]:
         """Write ``<folder>/<name>.json`` atomically."""
