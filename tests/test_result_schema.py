@@ -18,7 +18,8 @@ from deepobs.errors import DataError
 HUGE = int("9" * 400)
 #: The malformed values of issue 19 item 5, and more of the same kind.
 BAD_VALUES = ["sixty", ["0.1", "0.2", "0.3"], [[1.0], [2.0], [3.0]], HUGE, -1, True, None, {}, "lr=0.1",
-              [1.0, None, "x"], 1e308, float("nan"), float("inf"), [], ["a"] * 3, {"lr": {"nested": 1}}]
+              [1.0, None, "x"], 1e308, float("nan"), float("inf"), [], ["a"] * 3, {"lr": {"nested": 1}},
+              "o$x_{$", "<script>", "é" * 200]
 #: Whole-file texts that are no result: deep brackets, truncation, literals.
 BAD_TEXTS = ["[" * 100_000, "{" * 50_000, '{"testproblem": "toy', "NaN", "Infinity", "[]", "", "\x00\xff",
              '{"num_epochs": ' + "9" * 5000 + "}", "[" * 900 + "]" * 900]
@@ -148,9 +149,12 @@ def test_issue_malformed_files_are_listed_and_the_report_is_built(tmp_path, caps
     files += [(None, "[" * 100_000), (None, '{"train_losses": [NaN, Infinity, -Infinity]}')]
     invalid = _populate(tmp_path / "results", files)
     assert len(invalid) == len(files)
+    for seed in (1, 2):  # valid files whose names are broken TeX: figures draw text as it is
+        write_run(tmp_path / "results", run_dict("p$^$q", "o$x_{$", 0.1, seed, [.1, .5, .7], [.1, .5, .6]))
     code = main([str(tmp_path / "results"), "--out", str(tmp_path / "report"), "--formats", "png"])
     captured = capsys.readouterr()
     assert code == 0 and (tmp_path / "report" / "report.html").is_file()
+    assert (tmp_path / "report" / "figures" / "performance_p$^$q.png").is_file()
     for path in invalid:
         assert f"skipped file: {path}: " in captured.out
     assert "Traceback" not in captured.err + captured.out

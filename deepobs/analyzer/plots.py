@@ -340,8 +340,8 @@ def plot_performance_profiles(profile: pd.DataFrame, scores: Optional[pd.Series]
         base, _, source = str(optimizer).partition(" (")
         ax.step(profile.index, profile[optimizer], "--" if source else "-", where="post",
                 color=optimizer_color(base), label=label, lw=1.8)
-    ax.set_xlabel(r"$\tau$ (time / fastest time)")
-    ax.set_ylabel(r"$\rho(\tau)$ (fraction of problems)")
+    ax.set_xlabel("τ (time / fastest time)")
+    ax.set_ylabel("ρ(τ) (fraction of problems)")
     ax.set_ylim(-0.02, 1.02)
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)

@@ -120,7 +120,17 @@ def build_report(results, out_dir, baselines: Optional[str] = None, mode: str = 
             :func:`rank_settings`). Shipped baselines keep their published selection
             (the setting rerun with 10 seeds).
         include_diverged: count diverged runs in means (off: they are shown apart).
+
+    Text in figures is drawn as it is (no ``$...$`` math): names come from result
+    files, and a ``$`` in one must not break the report.
     """
+    import matplotlib
+
+    with matplotlib.rc_context({"text.parse_math": False}):
+        return _build_report(results, out_dir, baselines, mode, metric, which, include_diverged, formats, title)
+
+
+def _build_report(results, out_dir, baselines, mode, metric, which, include_diverged, formats, title) -> Report:
     started = time.perf_counter()
     formats = check_formats(formats)
     out_dir = writable_folder(out_dir)
