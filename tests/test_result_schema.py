@@ -192,3 +192,27 @@ def test_schema_knows_every_key_of_the_result_page():
     keys = {key for line in table.splitlines() if line.startswith("| `")
             for key in re.findall(r"`([a-z_0-9]+)`", line.split("|")[1])}
     assert len(keys) > 30 and keys - set(result_schema.KEYS) == set()
+
+
+def test_valid_but_hostile_values_do_not_abort_the_report(tmp_path, capsys):
+    """Files the schema accepts but the analysis cannot average or draw: seeds of one
+    setting with different num_epochs, a text or list learning rate (a custom optimizer's),
+    losses near the float limit. Each is skipped or left out with a note."""
+    from deepobs.analyzer.cli import main
+
+    root = tmp_path / "results"
+    write_run(root, run_dict("toy", "SGD", 0.1, 1, [.1, .5, .7], [.1, .5, .6]), setting="good")
+    write_run(root, run_dict("toy", "SGD", 0.1, 1, [.1, .5, .7], [.1, .5, .6]), setting="mixed")
+    write_run(root, run_dict("toy", "SGD", 0.1, 2, [.1, .5, .7, .8], [.1, .5, .6, .7], num_epochs=3),
+              setting="mixed")
+    for setting, lr in (("text_lr", "fast"), ("list_lr", [0.1, 0.2])):
+        data = run_dict("toy", "SGD", 0.1, 3, [.1, .5, .7], [.1, .5, .6])
+        data["optimizer_hyperparams"] = {"lr": lr}
+        write_run(root, data, setting=setting)
+    huge = run_dict("toy", "SGD", 0.1, 4, [1e308, -1e308, 1e308], [-5.0, 1e300, 7.0])
+    huge["train_losses"] = [1e308, 1e308, -1e308]
+    write_run(root, huge, setting="huge")
+    code = main([str(root), "--out", str(tmp_path / "report"), "--formats", "png"])
+    captured = capsys.readouterr()
+    assert code == 0 and (tmp_path / "report" / "report.html").is_file(), captured.err
+    assert "skipped setting toy | SGD | mixed: its files have different num_epochs [2, 3]" in captured.out

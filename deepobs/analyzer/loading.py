@@ -78,6 +78,13 @@ def _curve(values) -> Optional[np.ndarray]:
     return np.asarray([math.nan if v is None else v for v in values], dtype=float)
 
 
+def _number_or_none(value) -> Optional[float]:
+    """A learning rate as a float; None for a custom optimizer's non-numeric one."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
+
+
 def normalize_run(data: dict, path: Path) -> dict:
     """One run file's content as a flat record with v1.2 names.
 
@@ -121,7 +128,7 @@ def normalize_run(data: dict, path: Path) -> dict:
         "weight_decay": data.get("weight_decay", data.get("l2_reg")),
         "hyperparams": hyperparams,
         "training_params": training_params,
-        "lr": hyperparams.get("lr", hyperparams.get("learning_rate")),
+        "lr": _number_or_none(hyperparams.get("lr", hyperparams.get("learning_rate"))),
     }
     if is_v11 and record["optimizer"] == "Momentum" and hyperparams.get("nesterov"):
         record["optimizer"] = "Nesterov"

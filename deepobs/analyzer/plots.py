@@ -71,9 +71,11 @@ def _robust_ylim(ax, values: list, metric: str) -> None:
         low, high = np.percentile(data, 20) * 0.9, data.max()
     else:
         low, high = data.min(), np.percentile(data, 80) * 1.1
-    if high > low:
+    with np.errstate(over="ignore", invalid="ignore"):
         pad = 0.05 * (high - low)
-        ax.set_ylim(low - pad, high + pad)
+        limits = (low - pad, high + pad)
+    if high > low and np.all(np.isfinite(limits)):  # values near the float limit: autoscale
+        ax.set_ylim(*limits)
 
 
 def _draw_curves(ax, rows: pd.DataFrame, metric: str, which: str, primary: Optional[str]) -> list:

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from deepobs.analyzer import plots, tables
-from deepobs.analyzer.aggregate import aggregate, select_best
+from deepobs.analyzer.aggregate import SETTING_KEYS, aggregate, select_best
 from deepobs.analyzer.baselines import SHIPPED, load_baselines
 from deepobs.analyzer.loading import check_output, config_hash_conflicts, load_results
 from deepobs.analyzer.measures import (
@@ -53,18 +53,30 @@ def _labelled(settings: pd.DataFrame, primary: str) -> pd.DataFrame:
     return out
 
 
-def _save(fig, out_dir: Path, name: str, formats: Sequence[str], written: list) -> Path:
+def _save(fig, out_dir: Path, name: str, formats: Sequence[str], written: list,
+          notes: Optional[list] = None) -> Optional[Path]:
     """Save a figure (always as PNG too, for the page) and return the PNG's path.
 
     ``name`` holds problem and optimizer names read from result files, which the result
     schema has checked to be file names; it is shortened (with a digest) to fit the
     length limit, and every path is checked to stay inside ``out_dir/figures``.
+    A figure matplotlib cannot draw (values near the float limit defeat its tick
+    locators) is left out with a line in ``notes`` (None: raise), the report is kept.
     """
     formats = tuple(dict.fromkeys(["png", *formats]))
     name = bounded_component(name, reserve=1 + max(len(fmt.encode("utf-8")) for fmt in formats))
     for fmt in formats:
         join_under(out_dir / "figures", f"{name}.{fmt}", what="figure file")
-    paths = plots.save_figure(fig, out_dir / "figures" / name, formats=formats)
+    try:
+        paths = plots.save_figure(fig, out_dir / "figures" / name, formats=formats)
+    except (ValueError, OverflowError, FloatingPointError, ZeroDivisionError) as error:
+        if notes is None:
+            raise
+        notes.append(f"figure {printable(name)} left out: matplotlib cannot draw it "
+                     f"({type(error).__name__}: {' '.join(printable(error).split())[:160]})")
+        for fmt in formats:
+            (out_dir / "figures" / f"{name}.{fmt}").unlink(missing_ok=True)
+        return None
     written += paths
     return paths[0]
 
@@ -81,15 +93,25 @@ def check_formats(formats: Sequence[str]) -> tuple:
 
 
 def _drop_conflicts(runs: pd.DataFrame, notes: list) -> pd.DataFrame:
-    """Runs without the setting folders whose files carry different config hashes (each
-    named in ``notes``): such seeds are different experiments and are not averaged."""
-    conflicts = config_hash_conflicts(runs)
-    if not conflicts:
+    """Runs without the settings whose files cannot be averaged, each named in ``notes``:
+    a setting folder whose files carry different config hashes (different experiments),
+    or a setting whose files have different numbers of epochs (curves of other lengths)."""
+    if runs.empty:
         return runs
-    folders = {message.split(": ", 1)[0] for message in conflicts}
-    notes += [f"skipped setting, its files carry different config_hash: {printable(m)}" for m in conflicts]
-    keep = [str(Path(p).parent) not in folders for p in runs["path"]]
-    kept = runs[keep].reset_index(drop=True)
+    drop = set()
+    for message in config_hash_conflicts(runs):
+        drop.add(message.split(": ", 1)[0])
+        notes.append(f"skipped setting, its files carry different config_hash: {printable(message)}")
+    folders = runs["path"].map(lambda p: str(Path(p).parent))
+    for key, group in runs.groupby(SETTING_KEYS, sort=True):
+        epochs = sorted({int(n) for n in group["num_epochs"]})
+        if len(epochs) > 1:
+            drop |= set(folders[group.index])
+            notes.append(f"skipped setting {printable(' | '.join(map(str, key[1:])))}: its files have different "
+                         f"num_epochs {epochs}: {printable(', '.join(group['path']))}")
+    if not drop:
+        return runs
+    kept = runs[~folders.isin(drop)].reset_index(drop=True)
     kept.attrs.update(runs.attrs)
     return kept
 
@@ -141,7 +163,8 @@ def _build_report(results, out_dir, baselines, mode, metric, which, include_dive
     if runs.empty:
         skipped = len(check.corrupt_files)
         raise DataError(f"no valid result files (random_seed__*.json) under {printable(results)}"
-                        + (f"; {skipped} skipped as invalid (deepobs-plot --check lists them)" if skipped else ""))
+                        + (f"; {skipped} skipped as invalid (deepobs-plot --check lists them)" if skipped else "")
+                        + (f"; {notes[0]}" if notes else ""))
     settings = aggregate(runs, include_diverged)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -174,10 +197,10 @@ def _build_report(results, out_dir, baselines, mode, metric, which, include_dive
         section.figures.append((f"{problem}: test/train loss and accuracy per epoch of each optimizer's "
                                 "selected setting (band: " + ("± std" if which == "mean_and_std" else "quartiles")
                                 + " over seeds; baselines dashed; threshold dash-dotted)",
-                                _save(fig, out_dir, f"performance_{problem}", formats, written)))
+                                _save(fig, out_dir, f"performance_{problem}", formats, written, notes)))
     if len(problems) > 1:
         fig = plots.plot_testset_performances(selected, problems, which)
-        section.figures.append(("All problems", _save(fig, out_dir, "testset_performances", formats, written)))
+        section.figures.append(("All problems", _save(fig, out_dir, "testset_performances", formats, written, notes)))
     sections.append(section)
 
     # Tables.
@@ -200,25 +223,25 @@ def _build_report(results, out_dir, baselines, mode, metric, which, include_dive
     section = _Section("Hyperparameter sensitivity and tuning")
     fig = plots.plot_lr_sensitivity(settings[settings["lr"].notna()], problems)
     section.figures.append(("Learning-rate sensitivity (v1.1 style): final test performance relative to the "
-                            "best learning rate", _save(fig, out_dir, "lr_sensitivity", formats, written)))
+                            "best learning rate", _save(fig, out_dir, "lr_sensitivity", formats, written, notes)))
     own = settings[settings["source"] == "ours"]
     for problem in problems:
         rows = own[own["problem"] == problem]
         if "lr" in _varying(rows):
             fig = plots.plot_hyperparameter_sensitivity(settings, problem, "lr", mode, metric)
             section.figures.append((f"{problem}: {mode} {metric} vs learning rate (x: one seed; grey: min-max)",
-                                    _save(fig, out_dir, f"sensitivity_lr_{problem}", formats, written)))
+                                    _save(fig, out_dir, f"sensitivity_lr_{problem}", formats, written, notes)))
         for optimizer, group in rows.groupby("optimizer", sort=True):
             varying = _varying(group)
             if len(group) > 1:
                 fig = plots.plot_final_metric_vs_tuning_rank(settings[settings["source"] == "ours"], problem,
                                                              optimizer, metric, mode)
                 section.figures.append((f"{problem}, {optimizer}: final metric vs tuning rank",
-                                        _save(fig, out_dir, f"tuning_rank_{problem}_{optimizer}", formats, written)))
+                                        _save(fig, out_dir, f"tuning_rank_{problem}_{optimizer}", formats, written, notes)))
             if len(varying) >= 2:
                 fig = plots.plot_hyperparameter_sensitivity_2d(own, problem, optimizer, varying[:2], mode, metric)
                 section.figures.append((f"{problem}, {optimizer}: {varying[0]} x {varying[1]}",
-                                        _save(fig, out_dir, f"sensitivity_2d_{problem}_{optimizer}", formats, written)))
+                                        _save(fig, out_dir, f"sensitivity_2d_{problem}_{optimizer}", formats, written, notes)))
     sections.append(section)
 
     # AlgoPerf-style time to target and performance profiles.
@@ -238,7 +261,7 @@ def _build_report(results, out_dir, baselines, mode, metric, which, include_dive
                         f"convergence threshold; ratios above r_max = {R_MAX:g} count as unsolved. Integrated "
                         "scores: " + html.escape(", ".join(f"{k} {v:.3f}" for k, v in scores.items())) + "</p>")
         section.figures.append(("ρ(τ): fraction of problems solved within τ × the fastest time",
-                                _save(fig, out_dir, "performance_profiles", formats, written)))
+                                _save(fig, out_dir, "performance_profiles", formats, written, notes)))
         sections.append(section)
 
     notes += [line for line in check.lines()[len(check.summary):] if not line.startswith("conflicting config_hash")]
@@ -296,7 +319,7 @@ def _render(title, runs, check, notes, sections, baselines, mode, metric, second
                      + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>")
     for section in sections:
         parts.append(f"<h2>{html.escape(section.title)}</h2>{section.html}")
-        for caption, path in section.figures:
+        for caption, path in (item for item in section.figures if item[1] is not None):
             parts.append(f"<figure>{_image_tag(path, caption)}<figcaption>{html.escape(caption)}"
                          "</figcaption></figure>")
     parts.append("</body></html>\n")
