@@ -125,7 +125,9 @@ def _parameters(value):
 
 
 def _mapping(value):
-    return None if isinstance(value, dict) else f"must be a mapping, got {_kind(value)}"
+    if not isinstance(value, dict):
+        return f"must be a mapping, got {_kind(value)}"
+    return f"is nested more than {MAX_DEPTH} deep" if _depth(value, MAX_DEPTH) else None
 
 
 def _list_of_mappings(value):
@@ -152,7 +154,7 @@ KEYS = {
     "weight_decay": _optional(_number()),
     "optimizer_name": _name,
     "optimizer_hyperparams": _parameters,
-    "training_params": _parameters,
+    "training_params": _mapping,  # the schedule and its parameters
     "train_log_interval": _optional(_integer(1)),
     # DeepOBS 1.1 names
     "optimizer": _name,
@@ -187,6 +189,12 @@ KEYS = {
     "git_commit": _optional(_text),
     "git_revision": _optional(_text),
     "resumed_at": _list_of_mappings,
+    "run_config": _mapping,
+    # wrappers (SAM, Lookahead, ...) and matrix optimizers (Muon, ...)
+    "base_optimizer": _optional(_text),
+    "base_hyperparams": _optional(_parameters),
+    "fallback_optimizer": _optional(_text),
+    "fallback_hyperparams": _optional(_parameters),
 }
 #: Keys every file has (v1.2 names; a v1.1 file has ``optimizer`` for ``optimizer_name``).
 REQUIRED = ("testproblem", "batch_size", "num_epochs", "random_seed", "train_losses", "test_losses")
