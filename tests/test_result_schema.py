@@ -216,3 +216,17 @@ def test_valid_but_hostile_values_do_not_abort_the_report(tmp_path, capsys):
     captured = capsys.readouterr()
     assert code == 0 and (tmp_path / "report" / "report.html").is_file(), captured.err
     assert "skipped setting toy | SGD | mixed: its files have different num_epochs [2, 3]" in captured.out
+
+
+@pytest.mark.parametrize("protocol", ["1.2", "1.1"])
+def test_what_the_runner_writes_is_valid(protocol):
+    import torch
+
+    from deepobs import StandardRunner
+
+    runner = StandardRunner(torch.optim.SGD, {"lr": {"type": float}, "momentum": {"type": float}})
+    output = runner.run("quadratic_deep", {"lr": 0.01, "momentum": 0.9}, num_epochs=1, protocol=protocol,
+                        no_logs=True, quiet=True, device="cpu")
+    output = json.loads(json.dumps(output))  # as a reader sees it
+    assert result_schema.problems(output) == []
+    assert set(output) - set(result_schema.KEYS) == set()  # every key has a type
