@@ -230,3 +230,18 @@ def test_what_the_runner_writes_is_valid(protocol):
     output = json.loads(json.dumps(output))  # as a reader sees it
     assert result_schema.problems(output) == []
     assert set(output) - set(result_schema.KEYS) == set()  # every key has a type
+
+
+def test_a_fifo_or_folder_named_like_a_result_is_skipped_without_hanging(tmp_path):
+    import os
+
+    root = tmp_path / "results"
+    write_run(root, run_dict("toy", "SGD", 0.1, 42, [.1, .5, .7], [.1, .5, .6]))
+    folder = root / "toy" / "SGD" / "odd"
+    folder.mkdir(parents=True)
+    os.mkfifo(folder / "random_seed__1__2026-01-01-00-00-00.json")  # reading it would block forever
+    (folder / "random_seed__2__2026-01-01-00-00-00.json").symlink_to("/dev/zero")
+    with pytest.warns(UserWarning, match="skipped 2 invalid"):
+        runs = load_results(root)
+    assert len(runs) == 1
+    assert sorted(item.reason for item in runs.attrs["skipped"]) == ["not a regular file"] * 2
