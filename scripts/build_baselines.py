@@ -19,6 +19,7 @@ from pathlib import Path
 from deepobs.analyzer.aggregate import aggregate
 from deepobs.analyzer.baselines import compact_problem
 from deepobs.analyzer.loading import load_results
+from deepobs.safe_names import join_under
 
 REPO = Path(__file__).resolve().parents[1]
 ORIGIN = "fsschneider/DeepOBS_Baselines, commit 3da285abf9786e823aaef6d0fc0c9c98ef5d6d83 (tags v1.0 = v1.1)"
@@ -32,7 +33,7 @@ def build(source: Path, out: Path) -> list:
     settings = aggregate(runs)
     written = []
     for problem, group in settings.groupby("problem", sort=True):
-        path = out / f"{problem}.compact.json"
+        path = join_under(out, f"{problem}.compact.json")
         path.write_text(json.dumps(compact_problem(group, thresholds), separators=(",", ":")) + "\n")
         written.append(path)
     shutil.copyfile(source / "convergence_performance.json", out / "convergence_performance.json")

@@ -11,11 +11,17 @@ Drives ``python -m deepobs.run`` and ``python -m deepobs.tuner.cli`` as black bo
 2. concurrency: several identical runs started at once must leave exactly one valid result.
 3. garbage command lines and sweep files: each must end in a run (exit 0) or in a single
    ``error:`` line with exit status 2, never a traceback.
+4. unwritable places: ``deepobs-plot --out`` and ``deepobs-tune --output_dir`` pointing to a
+   file, below a file, to a read-only folder and to a full one (a 64 KiB tmpfs; read-only
+   and full need root for ``mount``, else read-only is mode 0555 and full is skipped):
+   each must end with exit status 1 or 2 and an ``error:`` line, never a traceback, with
+   nothing written outside the target and the results already there intact.
 
 Usage::
 
     python scripts/fault_injection.py                 # defaults: 2 runs x 6 kills, 300+300 inputs
     python scripts/fault_injection.py --runs 3 --kills 8 --garbage 1000 --report out.json
+    python scripts/fault_injection.py --sections unwritable   # only part 4
 
 Exit status 0 when every check passed, 1 otherwise.
 """
@@ -373,6 +379,99 @@ def garbage(work, args, rng, log):
     return summary
 
 
+# --------------------------------------------------------------------------- unwritable places
+def _mount_tmpfs(folder: Path, options: str) -> bool:
+    """Mount a tmpfs with ``options`` on ``folder`` (root only); True if it worked."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        return False
+    return subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)],
+                          capture_output=True).returncode == 0
+
+
+def _unmount(folder: Path) -> None:
+    subprocess.run(["umount", str(folder)], capture_output=True)
+
+
+def _tree_snapshot(folder: Path) -> dict:
+    return {str(p): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def unwritable(work, args, log):
+    """deepobs-plot and deepobs-tune writing to a file, below a file, a read-only folder
+    and a full one: exit 1 or 2 with an error line, no traceback, nothing written elsewhere."""
+    base = work / "unwritable"
+    base.mkdir(parents=True, exist_ok=True)
+    results = base / "results"
+    if not result_files(results):
+        subprocess.run(base_command(results, 1, 1, args.batch_size, 0), check=True, env=environment(),
+                       stdout=subprocess.DEVNULL)
+    sweep = base / "sweep.yaml"
+    sweep.write_text("name: faults\nproblems: [quadratic_deep]\noptimizers: {sgd: {lr: [0.01, 0.1]}}\n"
+                     f"num_epochs: 1\nbatch_size: {args.batch_size}\n")
+    (base / "a_file").write_text("not a folder\n")
+    outcomes, problems, skipped = [], [], []
+    tools = {"deepobs-plot": lambda target: [sys.executable, "-m", "deepobs.analyzer.cli", str(results),
+                                             "--out", str(target), "--formats", "png"],
+             "deepobs-tune": lambda target: [sys.executable, "-m", "deepobs.tuner.cli", str(sweep),
+                                             "--output_dir", str(target), "-q"]}
+    for tool, command in tools.items():
+        for kind in ("file", "below_a_file", "read_only", "full"):
+            target = {"file": base / "a_file", "below_a_file": base / "a_file" / "sub"}.get(
+                kind, base / f"{tool}_{kind}")
+            mounted = False
+            if kind == "read_only":
+                mounted = _mount_tmpfs(target, "ro,size=64k")
+                if not mounted:
+                    target.mkdir(exist_ok=True)
+                    target.chmod(0o555)
+            elif kind == "full":
+                mounted = _mount_tmpfs(target, "size=64k")
+                if not mounted:
+                    skipped.append(f"{tool} {kind}: needs root to mount a tmpfs")
+                    continue
+                # Earlier results already in the folder must survive the full disk.
+                shutil.copytree(results, target, dirs_exist_ok=True)
+            before_outside = _tree_snapshot(base / "results")
+            before_inside = _tree_snapshot(target) if target.is_dir() else {}
+            try:
+                process = subprocess.run(command(target), capture_output=True, text=True, env=environment(),
+                                         cwd=base, timeout=600)
+                after_inside = _tree_snapshot(target) if target.is_dir() else {}
+            finally:
+                if mounted:
+                    _unmount(target)
+                elif kind == "read_only":
+                    target.chmod(0o755)
+            code, stderr = process.returncode, process.stderr
+            error_lines = [line for line in stderr.splitlines() if ": error: " in line]
+            problem = None
+            if "Traceback" in stderr:
+                problem = f"traceback: {stderr.strip().splitlines()[-1]}"
+            elif code not in (1, 2):
+                problem = f"exit status {code}"
+            elif tool == "deepobs-plot" and (len(stderr.strip().splitlines()) != 1 or not error_lines):
+                problem = f"not one error line: {stderr!r}"
+            elif tool == "deepobs-tune" and not (error_lines or "failed" in stderr + process.stdout):
+                problem = f"no error line: {stderr!r}"
+            elif _tree_snapshot(base / "results") != before_outside:
+                problem = "the results tree outside the target changed"
+            elif any(after_inside.get(path) != content for path, content in before_inside.items()
+                     if "random_seed__" in path):
+                problem = "a result already in the target was lost or changed"
+            last = (error_lines or stderr.strip().splitlines() or [""])[-1]
+            outcomes.append({"tool": tool, "kind": kind, "exit": code, "line": last[:200], "ok": problem is None})
+            if problem:
+                problems.append(f"{tool} --out {kind}: {problem}")
+            log(f"unwritable: {tool} -> {kind}: exit {code}; {last[:160]}" + (f"; PROBLEM {problem}" if problem else ""))
+    log(f"unwritable: {len(outcomes)} cases -> {sum(o['ok'] for o in outcomes)} one-line refusals, "
+        f"{len(problems)} problems" + (f"; skipped: {'; '.join(skipped)}" if skipped else ""))
+    return {"cases": outcomes, "skipped": skipped, "problems": problems}
+
+
+SECTIONS = ("kills", "concurrency", "garbage", "unwritable")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=2, help="runs (seeds) to kill and resume")
@@ -388,6 +487,8 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of the kill times and garbage")
     parser.add_argument("--workdir", help="folder for the runs (default: a temporary one)")
     parser.add_argument("--report", help="write the summary as JSON here")
+    parser.add_argument("--sections", default=",".join(SECTIONS),
+                        help=f"comma-separated parts to run (default all: {','.join(SECTIONS)})")
     parser.add_argument("--live", action="store_true",
                         help="import deepobs from the working tree instead of a snapshot copy of it")
     args = parser.parse_args()
@@ -404,13 +505,19 @@ def main() -> int:
                               capture_output=True, text=True, cwd=work).stdout.strip()
     log(f"testing deepobs from {imported}")
     started = time.monotonic()
-    runs = [kill_resume_run(work, 100 + index, args, rng, log) for index in range(args.runs)]
-    concurrent = concurrency(work, args, log)
-    inputs = garbage(work, args, rng, log)
+    sections = set(args.sections.split(","))
+    unknown = sections - set(SECTIONS)
+    if unknown:
+        parser.error(f"unknown section(s) {', '.join(sorted(unknown))}; allowed: {', '.join(SECTIONS)}")
+    runs = [kill_resume_run(work, 100 + index, args, rng, log) for index in range(args.runs)] \
+        if "kills" in sections else []
+    concurrent = concurrency(work, args, log) if "concurrency" in sections else {"results": None, "problems": []}
+    inputs = garbage(work, args, rng, log) if "garbage" in sections else {}
+    places = unwritable(work, args, log) if "unwritable" in sections else {"cases": [], "problems": []}
     kills = [kill for run in runs for kill in run["kills"]]
     files_lost = sum(1 for run in runs for p in run["problems"] if "lost" in p or "corrupt" in p or "changed" in p)
     problems = [p for run in runs for p in run["problems"]] + concurrent["problems"] + \
-        [p for part in inputs.values() for p in part["problems"]]
+        [p for part in inputs.values() for p in part["problems"]] + places["problems"]
     report = {
         # A kill is survived when the process died as expected and its run, resumed, gave
         # the reference numbers.
@@ -418,13 +525,15 @@ def main() -> int:
         "runs_identical_to_reference": sum(bool(r.get("identical")) for r in runs), "runs": len(runs),
         "files_lost": files_lost, "concurrency": concurrent,
         "inputs_tried": sum(part["inputs"] for part in inputs.values()), "inputs": inputs,
+        "unwritable": places,
         "problems": problems, "seconds": round(time.monotonic() - started, 1), "workdir": str(work),
         "details": runs,
     }
     print(f"\nSUMMARY: kills {report['kills']}, survived {report['kills_survived']}; runs identical to the "
           f"uninterrupted reference {report['runs_identical_to_reference']}/{len(runs)}; files lost "
           f"{files_lost}; concurrent runs -> {concurrent['results']} result; inputs tried "
-          f"{report['inputs_tried']}; problems {len(problems)}; {report['seconds']} s")
+          f"{report['inputs_tried']}; unwritable outputs {sum(c['ok'] for c in places['cases'])}/"
+          f"{len(places['cases'])} refused in one line; problems {len(problems)}; {report['seconds']} s")
     for problem in problems:
         print(f"  PROBLEM: {problem}")
     if args.report:

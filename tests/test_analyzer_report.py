@@ -51,14 +51,14 @@ def test_report_is_self_contained(report_dir):
     sources = re.findall(r'(?:src|href)="([^"]*)"', page)
     assert sources and all(s.startswith("data:image/png;base64,") for s in sources)
     assert "<script" not in page and "http://" not in page and "https://" not in page
-    assert "corrupt file:" in page and "empty setting folder:" in page  # check_output findings
+    assert "skipped file:" in page and "empty setting folder:" in page  # check_output findings
     assert "mode <code>final</code> on <code>valid_accuracies</code> (never the test set)" in page
 
 
 def test_check_flag_and_bad_input(tmp_path, capsys):
     root = build_tree(tmp_path / "results")
     assert main([str(root), "--check"]) == 1
-    assert "corrupt file:" in capsys.readouterr().out
+    assert "skipped file:" in capsys.readouterr().out
     assert main([str(tmp_path / "missing"), "--out", str(tmp_path / "o")]) == 2
     assert "does not exist" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_info:

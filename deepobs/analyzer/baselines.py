@@ -16,6 +16,7 @@ from deepobs.analyzer.aggregate import STATS, aggregate, best_of_curve, performa
 from deepobs.analyzer.loading import METRICS, load_results
 from deepobs.analyzer.measures import setting_speeds
 from deepobs.errors import ConfigurationError, DataError
+from deepobs.safe_names import printable
 
 #: Names of the baseline sets that ship with deepobs.
 SHIPPED = ("deepobs-1.1",)
@@ -143,14 +144,22 @@ def read_compact(folder, source: str) -> pd.DataFrame:
     folder = Path(folder)
     rows = []
     for path in sorted(folder.glob("*.compact.json")):
-        data = json.loads(path.read_text())
-        if data.get("format") != COMPACT_FORMAT:
-            raise DataError(f"{path}: compact format {data.get('format')!r}, expected {COMPACT_FORMAT}")
-        for optimizer, entry in data["optimizers"].items():
-            for setting in entry["settings"]:
-                setting = dict(setting, setting=entry["setting_prefix"] + setting["setting"],
-                               hyperparams={**entry["hyperparams"], **setting["hyperparams"]})
-                rows.append(_setting_row(data, optimizer, setting, source))
+        try:
+            data = json.loads(path.read_text())
+            if not isinstance(data, dict) or data.get("format") != COMPACT_FORMAT:
+                found = data.get("format") if isinstance(data, dict) else None
+                raise DataError(f"{path}: compact format {found!r}, expected {COMPACT_FORMAT}")
+            for optimizer, entry in data["optimizers"].items():
+                for setting in entry["settings"]:
+                    setting = dict(setting, setting=entry["setting_prefix"] + setting["setting"],
+                                   hyperparams={**entry["hyperparams"], **setting["hyperparams"]})
+                    rows.append(_setting_row(data, optimizer, setting, source))
+        except DataError:
+            raise
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, OverflowError, RecursionError) as error:
+            # A compact file from elsewhere that is not what build_baselines writes.
+            raise DataError(f"{printable(path)}: not a compact baseline file "
+                            f"({type(error).__name__}: {' '.join(printable(error).split())[:200]})") from None
     if not rows:
         raise DataError(f"no *.compact.json baseline files in {folder}")
     return pd.DataFrame(rows)

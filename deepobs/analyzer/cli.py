@@ -16,6 +16,7 @@ from deepobs.analyzer.aggregate import MODES
 from deepobs.analyzer.loading import METRICS
 from deepobs.analyzer.plots import WHICH
 from deepobs.errors import ConfigurationError
+from deepobs.safe_names import printable, quoted
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -66,13 +67,25 @@ def main(argv=None) -> int:
                                   metric=args.metric, which=args.which,
                                   include_diverged=args.include_diverged, formats=args.formats)
     except ConfigurationError as error:
-        print(f"deepobs-plot: error: {error}", file=sys.stderr)
+        print(f"deepobs-plot: error: {_one_line(error)}", file=sys.stderr)
         return 2
+    except OSError as error:  # the output folder made read-only or full while writing
+        where = f" {quoted(error.filename)}" if getattr(error, "filename", None) else ""
+        print(f"deepobs-plot: error: could not write{where}: {error.strerror or _one_line(error)}; "
+              f"the report in {quoted(args.out)} is incomplete", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("deepobs-plot: interrupted", file=sys.stderr)
+        return 130
     for note in report.notes:
         print(f"note: {note}")
-    print(f"wrote {len(report.figures)} figure files and {len(report.tables)} tables to {args.out}")
-    print(f"open {report.html_path}")
+    print(f"wrote {len(report.figures)} figure files and {len(report.tables)} tables to {printable(args.out)}")
+    print(f"open {printable(report.html_path)}")
     return 0
+
+
+def _one_line(error) -> str:
+    return " ".join(printable(str(error)).split())
 
 
 if __name__ == "__main__":

@@ -3,7 +3,6 @@ baselines) into one pandas table with one row per run."""
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import warnings
@@ -14,7 +13,9 @@ from typing import Iterable, Optional
 import numpy as np
 import pandas as pd
 
+from deepobs import result_schema
 from deepobs.errors import DataError
+from deepobs.safe_names import printable
 
 #: Per-epoch curves, in DeepOBS's key names (train = the train_eval subset).
 METRICS = ("train_losses", "valid_losses", "test_losses",
@@ -31,8 +32,9 @@ OPTIMIZER_NAMES = {
 HYPERPARAMETER_NAMES = {"learning_rate": "lr", "use_nesterov": "nesterov"}
 
 #: Keys every run file must have (v1.2 names; v1.1 files are mapped first).
-REQUIRED_KEYS = ("testproblem", "batch_size", "num_epochs", "random_seed",
-                 "train_losses", "test_losses")
+REQUIRED_KEYS = result_schema.REQUIRED
+#: Larger files are not read (ours are kilobytes to a few megabytes).
+MAX_FILE_BYTES = 512 * 2 ** 20
 
 #: Provenance keys copied to the table when a file has them.
 PROVENANCE_KEYS = ("config_hash", "git_commit", "git_revision", "deepobs_version",
@@ -65,7 +67,7 @@ class OutputCheck:
         """Human-readable report, one finding per line."""
         out = list(self.summary)
         out += [f"empty setting folder: {path}" for path in self.empty_settings]
-        out += [f"corrupt file: {item.path}: {item.reason}" for item in self.corrupt_files]
+        out += [f"skipped file: {printable(item.path)}: {item.reason}" for item in self.corrupt_files]
         out += [f"conflicting config_hash in {item}" for item in self.hash_conflicts]
         return out
 
@@ -76,16 +78,24 @@ def _curve(values) -> Optional[np.ndarray]:
     return np.asarray([math.nan if v is None else v for v in values], dtype=float)
 
 
+def _number_or_none(value) -> Optional[float]:
+    """A learning rate as a float; None for a custom optimizer's non-numeric one."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
+
+
 def normalize_run(data: dict, path: Path) -> dict:
     """One run file's content as a flat record with v1.2 names.
 
     v1.1 files (``optimizer``, ``learning_rate``, ``hyperparams``) are mapped to the
     v1.2 names; TensorFlow optimizer names become ours (GradientDescentOptimizer ->
-    SGD, ...). Raises DataError naming the file when a required key is missing or a
-    per-epoch list does not have num_epochs+1 entries.
+    SGD, ...). Raises DataError naming the file when the content does not follow the
+    result schema (:mod:`deepobs.result_schema`: a required key missing, a value of the
+    wrong type, a per-epoch list without num_epochs+1 entries, a name that cannot be a
+    file name).
     """
-    if not isinstance(data, dict):
-        raise DataError(f"{path}: not a JSON object")
+    result_schema.validate(data, printable(path))
     is_v11 = "optimizer_name" not in data and "optimizer" in data
     if is_v11:
         source_name = data["optimizer"]
@@ -118,7 +128,7 @@ def normalize_run(data: dict, path: Path) -> dict:
         "weight_decay": data.get("weight_decay", data.get("l2_reg")),
         "hyperparams": hyperparams,
         "training_params": training_params,
-        "lr": hyperparams.get("lr", hyperparams.get("learning_rate")),
+        "lr": _number_or_none(hyperparams.get("lr", hyperparams.get("learning_rate"))),
     }
     if is_v11 and record["optimizer"] == "Momentum" and hyperparams.get("nesterov"):
         record["optimizer"] = "Nesterov"
@@ -141,14 +151,16 @@ def normalize_run(data: dict, path: Path) -> dict:
 
 
 def read_run_file(path) -> dict:
-    """Parse one result file (NaN/Infinity literals allowed) into a run record."""
+    """Parse and validate one result file (NaN/Infinity literals allowed) into a run record."""
     path = Path(path)
     try:
-        with open(path) as stream:
-            data = json.load(stream)
-    except (OSError, ValueError) as error:
-        raise DataError(f"{path}: unreadable JSON ({error})") from None
-    return normalize_run(data, path)
+        if not path.is_file():
+            raise DataError(f"{printable(path)}: not a regular file")
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise DataError(f"{printable(path)}: larger than {MAX_FILE_BYTES // 2 ** 20} MiB")
+    except OSError as error:
+        raise DataError(f"{printable(path)}: unreadable ({error.strerror or type(error).__name__})") from None
+    return normalize_run(result_schema.load(path), path)
 
 
 def find_run_files(root) -> list:
@@ -225,16 +237,19 @@ def load_results(paths, source: Optional[str] = None, strict: bool = False,
         for path in find_run_files(root):
             try:
                 record = read_run_file(path)
-            except DataError as error:
+            except (DataError, TypeError, ValueError, OverflowError, RecursionError) as error:
                 if strict:
                     raise
-                skipped.append(SkippedFile(str(path), str(error).split(": ", 1)[-1]))
+                reason = str(error)
+                prefix = printable(path) + ": "
+                reason = reason[len(prefix):] if reason.startswith(prefix) else f"{type(error).__name__}: {reason}"
+                skipped.append(SkippedFile(str(path), " ".join(reason.split())))
                 continue
             record["source"] = label
             records.append(record)
     if skipped:
-        warnings.warn(f"skipped {len(skipped)} unreadable result file(s), first: "
-                      f"{skipped[0].path}: {skipped[0].reason}", stacklevel=2)
+        warnings.warn(f"skipped {len(skipped)} invalid result file(s), first: "
+                      f"{printable(skipped[0].path)}: {skipped[0].reason}", stacklevel=2)
     table = _run_table(records)
     if check_hashes:
         conflicts = config_hash_conflicts(table)

@@ -71,9 +71,11 @@ def _robust_ylim(ax, values: list, metric: str) -> None:
         low, high = np.percentile(data, 20) * 0.9, data.max()
     else:
         low, high = data.min(), np.percentile(data, 80) * 1.1
-    if high > low:
+    with np.errstate(over="ignore", invalid="ignore"):
         pad = 0.05 * (high - low)
-        ax.set_ylim(low - pad, high + pad)
+        limits = (low - pad, high + pad)
+    if high > low and np.all(np.isfinite(limits)):  # values near the float limit: autoscale
+        ax.set_ylim(*limits)
 
 
 def _draw_curves(ax, rows: pd.DataFrame, metric: str, which: str, primary: Optional[str]) -> list:
@@ -340,8 +342,8 @@ def plot_performance_profiles(profile: pd.DataFrame, scores: Optional[pd.Series]
         base, _, source = str(optimizer).partition(" (")
         ax.step(profile.index, profile[optimizer], "--" if source else "-", where="post",
                 color=optimizer_color(base), label=label, lw=1.8)
-    ax.set_xlabel(r"$\tau$ (time / fastest time)")
-    ax.set_ylabel(r"$\rho(\tau)$ (fraction of problems)")
+    ax.set_xlabel("τ (time / fastest time)")
+    ax.set_ylabel("ρ(τ) (fraction of problems)")
     ax.set_ylim(-0.02, 1.02)
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)

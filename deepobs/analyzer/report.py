@@ -16,14 +16,15 @@ import numpy as np
 import pandas as pd
 
 from deepobs.analyzer import plots, tables
-from deepobs.analyzer.aggregate import aggregate, select_best
+from deepobs.analyzer.aggregate import SETTING_KEYS, aggregate, select_best
 from deepobs.analyzer.baselines import SHIPPED, load_baselines
-from deepobs.analyzer.loading import check_output, load_results
+from deepobs.analyzer.loading import check_output, config_hash_conflicts, load_results
 from deepobs.analyzer.measures import (
     R_MAX, convergence_performance, performance_profile, performance_ratios, profile_score,
     time_to_target_table,
 )
-from deepobs.errors import DataError
+from deepobs.errors import ConfigurationError, DataError
+from deepobs.safe_names import bounded_component, join_under, printable, quoted, writable_folder
 from deepobs.version import __version__
 
 
@@ -52,11 +53,67 @@ def _labelled(settings: pd.DataFrame, primary: str) -> pd.DataFrame:
     return out
 
 
-def _save(fig, out_dir: Path, name: str, formats: Sequence[str], written: list) -> Path:
-    """Save a figure (always as PNG too, for the page) and return the PNG's path."""
-    paths = plots.save_figure(fig, out_dir / "figures" / name, formats=tuple(dict.fromkeys(["png", *formats])))
+def _save(fig, out_dir: Path, name: str, formats: Sequence[str], written: list,
+          notes: Optional[list] = None) -> Optional[Path]:
+    """Save a figure (always as PNG too, for the page) and return the PNG's path.
+
+    ``name`` holds problem and optimizer names read from result files, which the result
+    schema has checked to be file names; it is shortened (with a digest) to fit the
+    length limit, and every path is checked to stay inside ``out_dir/figures``.
+    A figure matplotlib cannot draw (values near the float limit defeat its tick
+    locators) is left out with a line in ``notes`` (None: raise), the report is kept.
+    """
+    formats = tuple(dict.fromkeys(["png", *formats]))
+    name = bounded_component(name, reserve=1 + max(len(fmt.encode("utf-8")) for fmt in formats))
+    for fmt in formats:
+        join_under(out_dir / "figures", f"{name}.{fmt}", what="figure file")
+    try:
+        paths = plots.save_figure(fig, out_dir / "figures" / name, formats=formats)
+    except (ValueError, OverflowError, FloatingPointError, ZeroDivisionError) as error:
+        if notes is None:
+            raise
+        notes.append(f"figure {printable(name)} left out: matplotlib cannot draw it "
+                     f"({type(error).__name__}: {' '.join(printable(error).split())[:160]})")
+        for fmt in formats:
+            (out_dir / "figures" / f"{name}.{fmt}").unlink(missing_ok=True)
+        return None
     written += paths
     return paths[0]
+
+
+def check_formats(formats: Sequence[str]) -> tuple:
+    """The figure formats, each one matplotlib can write (else a one-line ConfigurationError)."""
+    from matplotlib.figure import Figure
+
+    supported = Figure().canvas.get_supported_filetypes()
+    for fmt in formats:
+        if fmt not in supported:
+            raise ConfigurationError(f"figure format {quoted(fmt)} is not one of {', '.join(sorted(supported))}")
+    return tuple(formats)
+
+
+def _drop_conflicts(runs: pd.DataFrame, notes: list) -> pd.DataFrame:
+    """Runs without the settings whose files cannot be averaged, each named in ``notes``:
+    a setting folder whose files carry different config hashes (different experiments),
+    or a setting whose files have different numbers of epochs (curves of other lengths)."""
+    if runs.empty:
+        return runs
+    drop = set()
+    for message in config_hash_conflicts(runs):
+        drop.add(message.split(": ", 1)[0])
+        notes.append(f"skipped setting, its files carry different config_hash: {printable(message)}")
+    folders = runs["path"].map(lambda p: str(Path(p).parent))
+    for key, group in runs.groupby(SETTING_KEYS, sort=True):
+        epochs = sorted({int(n) for n in group["num_epochs"]})
+        if len(epochs) > 1:
+            drop |= set(folders[group.index])
+            notes.append(f"skipped setting {printable(' | '.join(map(str, key[1:])))}: its files have different "
+                         f"num_epochs {epochs}: {printable(', '.join(group['path']))}")
+    if not drop:
+        return runs
+    kept = runs[~folders.isin(drop)].reset_index(drop=True)
+    kept.attrs.update(runs.attrs)
+    return kept
 
 
 def _varying(settings: pd.DataFrame) -> list:
@@ -85,20 +142,35 @@ def build_report(results, out_dir, baselines: Optional[str] = None, mode: str = 
             :func:`rank_settings`). Shipped baselines keep their published selection
             (the setting rerun with 10 seeds).
         include_diverged: count diverged runs in means (off: they are shown apart).
+
+    Text in figures is drawn as it is (no ``$...$`` math): names come from result
+    files, and a ``$`` in one must not break the report.
     """
+    import matplotlib
+
+    with matplotlib.rc_context({"text.parse_math": False}):
+        return _build_report(results, out_dir, baselines, mode, metric, which, include_diverged, formats, title)
+
+
+def _build_report(results, out_dir, baselines, mode, metric, which, include_diverged, formats, title) -> Report:
     started = time.perf_counter()
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    formats = check_formats(formats)
+    out_dir = writable_folder(out_dir)
     check = check_output(results)
-    runs = load_results(results, source="ours")
+    runs = load_results(results, source="ours", check_hashes=False)
+    notes = []
+    runs = _drop_conflicts(runs, notes)
     if runs.empty:
-        raise DataError(f"no result files (random_seed__*.json) under {results}")
+        skipped = len(check.corrupt_files)
+        raise DataError(f"no valid result files (random_seed__*.json) under {printable(results)}"
+                        + (f"; {skipped} skipped as invalid (deepobs-plot --check lists them)" if skipped else "")
+                        + (f"; {notes[0]}" if notes else ""))
     settings = aggregate(runs, include_diverged)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         selected = select_best(settings, mode, metric)
     problems = sorted(settings["problem"].unique())
-    notes = [f"{r.problem} | {r.optimizer}: {r.selection_note}" for r in selected.itertuples() if r.selection_note]
+    notes += [f"{r.problem} | {r.optimizer}: {r.selection_note}" for r in selected.itertuples() if r.selection_note]
     reference = pd.DataFrame()
     if baselines:
         reference = load_baselines(baselines, include_diverged)
@@ -125,10 +197,10 @@ def build_report(results, out_dir, baselines: Optional[str] = None, mode: str = 
         section.figures.append((f"{problem}: test/train loss and accuracy per epoch of each optimizer's "
                                 "selected setting (band: " + ("± std" if which == "mean_and_std" else "quartiles")
                                 + " over seeds; baselines dashed; threshold dash-dotted)",
-                                _save(fig, out_dir, f"performance_{problem}", formats, written)))
+                                _save(fig, out_dir, f"performance_{problem}", formats, written, notes)))
     if len(problems) > 1:
         fig = plots.plot_testset_performances(selected, problems, which)
-        section.figures.append(("All problems", _save(fig, out_dir, "testset_performances", formats, written)))
+        section.figures.append(("All problems", _save(fig, out_dir, "testset_performances", formats, written, notes)))
     sections.append(section)
 
     # Tables.
@@ -151,25 +223,25 @@ def build_report(results, out_dir, baselines: Optional[str] = None, mode: str = 
     section = _Section("Hyperparameter sensitivity and tuning")
     fig = plots.plot_lr_sensitivity(settings[settings["lr"].notna()], problems)
     section.figures.append(("Learning-rate sensitivity (v1.1 style): final test performance relative to the "
-                            "best learning rate", _save(fig, out_dir, "lr_sensitivity", formats, written)))
+                            "best learning rate", _save(fig, out_dir, "lr_sensitivity", formats, written, notes)))
     own = settings[settings["source"] == "ours"]
     for problem in problems:
         rows = own[own["problem"] == problem]
         if "lr" in _varying(rows):
             fig = plots.plot_hyperparameter_sensitivity(settings, problem, "lr", mode, metric)
             section.figures.append((f"{problem}: {mode} {metric} vs learning rate (x: one seed; grey: min-max)",
-                                    _save(fig, out_dir, f"sensitivity_lr_{problem}", formats, written)))
+                                    _save(fig, out_dir, f"sensitivity_lr_{problem}", formats, written, notes)))
         for optimizer, group in rows.groupby("optimizer", sort=True):
             varying = _varying(group)
             if len(group) > 1:
                 fig = plots.plot_final_metric_vs_tuning_rank(settings[settings["source"] == "ours"], problem,
                                                              optimizer, metric, mode)
                 section.figures.append((f"{problem}, {optimizer}: final metric vs tuning rank",
-                                        _save(fig, out_dir, f"tuning_rank_{problem}_{optimizer}", formats, written)))
+                                        _save(fig, out_dir, f"tuning_rank_{problem}_{optimizer}", formats, written, notes)))
             if len(varying) >= 2:
                 fig = plots.plot_hyperparameter_sensitivity_2d(own, problem, optimizer, varying[:2], mode, metric)
                 section.figures.append((f"{problem}, {optimizer}: {varying[0]} x {varying[1]}",
-                                        _save(fig, out_dir, f"sensitivity_2d_{problem}_{optimizer}", formats, written)))
+                                        _save(fig, out_dir, f"sensitivity_2d_{problem}_{optimizer}", formats, written, notes)))
     sections.append(section)
 
     # AlgoPerf-style time to target and performance profiles.
@@ -189,10 +261,10 @@ def build_report(results, out_dir, baselines: Optional[str] = None, mode: str = 
                         f"convergence threshold; ratios above r_max = {R_MAX:g} count as unsolved. Integrated "
                         "scores: " + html.escape(", ".join(f"{k} {v:.3f}" for k, v in scores.items())) + "</p>")
         section.figures.append(("ρ(τ): fraction of problems solved within τ × the fastest time",
-                                _save(fig, out_dir, "performance_profiles", formats, written)))
+                                _save(fig, out_dir, "performance_profiles", formats, written, notes)))
         sections.append(section)
 
-    notes += check.lines()[len(check.summary):]
+    notes += [line for line in check.lines()[len(check.summary):] if not line.startswith("conflicting config_hash")]
     page = _render(title or f"deepobs report: {Path(results).resolve().name}", runs, check, notes, sections,
                    baselines, mode, metric, time.perf_counter() - started)
     html_path = out_dir / "report.html"
@@ -247,7 +319,7 @@ def _render(title, runs, check, notes, sections, baselines, mode, metric, second
                      + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>")
     for section in sections:
         parts.append(f"<h2>{html.escape(section.title)}</h2>{section.html}")
-        for caption, path in section.figures:
+        for caption, path in (item for item in section.figures if item[1] is not None):
             parts.append(f"<figure>{_image_tag(path, caption)}<figcaption>{html.escape(caption)}"
                          "</figcaption></figure>")
     parts.append("</body></html>\n")

@@ -28,6 +28,7 @@ import random
 import subprocess
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -167,12 +168,16 @@ def save_atomic(path, state: dict, durable: bool = True) -> Path:
     at any moment leaves either the previous checkpoint or the new one, never a mix.
 
     ``durable`` adds the fsyncs (file, then folder) that make the new checkpoint survive
-    an operating-system crash or power loss too; they cost milliseconds.
+    an operating-system crash or power loss too; they cost milliseconds. The file gets
+    the mode of any other new file (the umask's), not mkstemp's 0600.
     """
+    from deepobs.file_modes import follow_umask
+
     path = Path(path)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(handle, "wb") as stream:
+            follow_umask(stream.fileno())
             torch.save(state, stream)
             stream.flush()
             if durable:
@@ -190,7 +195,9 @@ def load(path) -> dict:
     """Read a checkpoint (tensors and plain containers only: no code is unpickled)."""
     path = Path(path)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns (two lines) about foreign pickle protocols
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # truncated, foreign or hostile file
         raise CheckpointError(f"checkpoint {str(path)!r} is unreadable ({type(error).__name__}); "
                               "delete it or run with --overwrite to start again") from None

@@ -113,12 +113,16 @@ def write_json_atomic(path, data: dict) -> Path:
     so a reader never sees a half-written file and a crash leaves no partial result.
 
     Non-finite numbers are written as ``NaN``/``Infinity``, like the published files.
+    The file gets the mode of any other new file (the umask's), not mkstemp's 0600.
     """
+    from deepobs.file_modes import follow_umask
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(handle, "w") as stream:
+            follow_umask(stream.fileno())
             json.dump(data, stream, indent=4)
             stream.flush()
             os.fsync(stream.fileno())

@@ -223,11 +223,11 @@ class RunConfig:
         return setting_name(self)
 
     def run_folder(self) -> Path:
-        """``<output_dir>/<testproblem>/<optimizer_name>/<setting>`` (resolved configurations)."""
-        from deepobs.safe_names import path_component
+        """``<output_dir>/<testproblem>/<optimizer_name>/<setting>`` (resolved configurations);
+        every part passes the one name gate and the folder stays inside ``output_dir``."""
+        from deepobs.safe_names import join_under
 
-        return (Path(self.output_dir) / path_component(self.testproblem, "problem")
-                / path_component(self.optimizer_name, "optimizer_name") / self.setting_name())
+        return join_under(self.output_dir, self.testproblem, self.optimizer_name, self.setting_name())
 
     def find_result(self) -> Optional[Path]:
         """This run's result file, if it exists (resolved configurations)."""

@@ -21,6 +21,7 @@ from typing import Optional
 
 from deepobs.errors import ConfigurationError
 from deepobs.runners.cli import OneLineParser
+from deepobs.safe_names import output_path, quoted, writable_folder
 from deepobs.tuner.executors import EXECUTORS
 
 
@@ -54,7 +55,7 @@ def main(argv=None) -> int:
 
         sweep = load_sweep(args.sweep)
         if args.output_dir:
-            sweep = sweep.with_output_dir(args.output_dir)
+            sweep = sweep.with_output_dir(output_path(args.output_dir))
         for flag, value in (("--workers", args.workers), ("--threads", args.threads)):
             if value is not None and value < 1:
                 raise ConfigurationError(f"{flag} must be >= 1, got {value}")
@@ -71,6 +72,11 @@ def main(argv=None) -> int:
         print("deepobs-tune: interrupted; run the same command again to finish the missing runs",
               file=sys.stderr)
         return 130
+    except OSError as error:  # the output folder made read-only or full during the sweep
+        where = f" {quoted(error.filename)}" if getattr(error, "filename", None) else ""
+        print(f"deepobs-tune: error: could not write{where}: {error.strerror or error}; finished runs "
+              "are kept: run the same command again once there is room", file=sys.stderr)
+        return 1
 
 
 def _write_commands(sweep, target: str) -> int:
@@ -126,6 +132,7 @@ def _run(sweep, executor_kind: str, workers: int, quiet: bool, threads: Optional
     from deepobs.tuner.records import SweepRecords, state_dir
     from deepobs.tuner.searches import tune_studies
 
+    writable_folder(output_path(sweep.output_dir, "output_dir"), "output_dir")
     folder = state_dir(sweep.output_dir, sweep.name)
     executor = make_executor(executor_kind, workers, folder / "jobs", sweep.slurm, threads)
     records = SweepRecords(folder)

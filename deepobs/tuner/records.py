@@ -13,14 +13,15 @@ from pathlib import Path
 from typing import Optional
 
 from deepobs.runners.results import write_json_atomic
+from deepobs.safe_names import join_under
 from deepobs.tuner.runs import RunOutcome
 
 STATE_FOLDER = ".deepobs_tune"
 
 
 def state_dir(output_dir, sweep_name: str) -> Path:
-    """Where a sweep keeps its own files."""
-    return Path(output_dir) / STATE_FOLDER / sweep_name
+    """Where a sweep keeps its own files (the name is checked to stay inside ``output_dir``)."""
+    return join_under(output_dir, STATE_FOLDER, sweep_name, what="sweep name")
 
 
 class SweepRecords:
@@ -35,7 +36,8 @@ class SweepRecords:
 
     def _failure_path(self, outcome: RunOutcome) -> Path:
         digest = hashlib.sha1(outcome.run.key().encode()).hexdigest()[:16]
-        return self.folder / "failures" / f"{outcome.run.testproblem}__{digest}.json"
+        return join_under(self.folder / "failures", f"{outcome.run.testproblem}__{digest}.json",
+                          what="failure record")
 
     def record(self, outcome: RunOutcome) -> None:
         """Keep a failed run's error; forget an old failure of a run that now worked."""
@@ -56,9 +58,13 @@ class SweepRecords:
             return []
         records = []
         for path in sorted((self.folder / "failures").glob("*.json")):
-            with open(path) as stream:
-                records.append(json.load(stream))
-        return sorted(records, key=lambda record: record.get("time", ""))
+            try:
+                with open(path) as stream:
+                    record = json.load(stream)
+            except (OSError, ValueError, RecursionError) as error:  # a damaged record still counts
+                record = {"error": f"unreadable failure record {path.name}: {type(error).__name__}"}
+            records.append(record if isinstance(record, dict) else {"error": f"damaged record {path.name}"})
+        return sorted(records, key=lambda record: str(record.get("time", "")))
 
     def write(self, name: str, data: dict) -> Optional[Path]:
         """Write ``<folder>/<name>.json`` atomically."""

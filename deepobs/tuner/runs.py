@@ -7,7 +7,6 @@ so one bad run does not stop a sweep.
 
 from __future__ import annotations
 
-import json
 import math
 import shlex
 import time
@@ -189,7 +188,7 @@ def objective(output: dict, mode: str = "final") -> float:
         raise ConfigurationError(f"mode must be 'final' or 'best', got {mode!r}")
     key = validation_metric(output)
     sign = 1.0 if key == "valid_accuracies" else -1.0
-    values = [sign * float(v) for v in output[key]]
+    values = [math.nan if v is None else sign * float(v) for v in output[key]]
     finite = [v for v in values if math.isfinite(v)]
     if output.get("diverged") and mode == "final" or not finite:
         return -math.inf
@@ -199,6 +198,8 @@ def objective(output: dict, mode: str = "final") -> float:
 
 
 def read_output(path) -> dict:
-    """The JSON of a result file."""
-    with open(path) as stream:
-        return json.load(stream)
+    """The JSON of a result file, checked against the result schema
+    (:mod:`deepobs.result_schema`); a DataError (a ValueError) names the file and the problem."""
+    from deepobs import result_schema
+
+    return result_schema.load(path)
