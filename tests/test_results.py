@@ -17,14 +17,19 @@ def test_float2str(value, text):
     assert results.float2str(value) == text
 
 
-def test_setting_name_v12_sorts_hyperparameters_and_training_params():
-    name = results.setting_name(100, 128, {"momentum": 0.99, "lr": 0.01, "nesterov": False},
-                                weight_decay=0.002,
-                                training_params={"lr_sched_factors": [0.1], "lr_sched_epochs": [50]})
-    assert name == ("num_epochs__100__batch_size__128__weight_decay__2.e-03__lr__1.e-02__"
-                    "momentum__9.9e-01__nesterov__False__lr_sched_epochs__[50]__lr_sched_factors__[0.1]")
-    assert results.setting_name(10, 8, {"lr": 0.1}, protocol="1.1").endswith("__lr__1.e-01__protocol__1.1")
-    assert results.setting_name(10, 8, {"lr": 0.1}, amp="bf16").endswith("__lr__1.e-01__amp__bf16")
+def test_setting_name_v12_sorts_hyperparameters_then_adds_schedule_protocol_and_amp():
+    from deepobs.runners.run_config import RunConfig
+
+    config = RunConfig("quadratic_deep", "momentum", {"lr": 0.01}, num_epochs=100, weight_decay=0.002,
+                       lr_schedule="step", schedule_params={"lr_sched_epochs": [50], "lr_sched_factors": [0.1]})
+    # quadratic_deep has no weight decay: the name leaves it out, as DeepOBS does.
+    assert config.resolved().setting_name() == (
+        "num_epochs__100__batch_size__128__lr__1.e-02__momentum__9.9e-01__nesterov__False__"
+        "lr_schedule__step__lr_sched_epochs__50__lr_sched_factors__1.e-01")
+    regularized = RunConfig("cifar10_3c3d", "sgd", {"lr": 0.1}, num_epochs=10, batch_size=8, weight_decay=0.002,
+                            protocol="1.1", amp="bf16").resolved()
+    assert regularized.setting_name() == ("num_epochs__10__batch_size__8__weight_decay__2.e-03__lr__1.e-01__"
+                                          "protocol__1.1__amp__bf16")
 
 
 def test_setting_name_v11_reproduces_every_published_folder(shared_data):

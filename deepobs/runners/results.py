@@ -8,6 +8,7 @@ Layout (reference/deepobs.md §3.5)::
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 import time
@@ -28,35 +29,15 @@ def float2str(value: float) -> str:
 
 
 def format_value(value) -> str:
-    """A value as it appears in a setting folder name: floats by float2str, else ``str``."""
+    """A value as it appears in a setting folder name: floats by :func:`float2str`
+    (infinities as ``inf``), tuples joined by ``_``, everything else by ``str``."""
+    if isinstance(value, bool) or value is None:
+        return str(value)
     if isinstance(value, float):
-        return float2str(value)
+        return float2str(value) if math.isfinite(value) else str(value)
+    if isinstance(value, (tuple, list)):
+        return "_".join(format_value(item) for item in value) if value else "empty"
     return str(value)
-
-
-def setting_name(num_epochs: int, batch_size: int, hyperparams: dict,
-                 weight_decay: Optional[float] = None, training_params: Optional[dict] = None,
-                 protocol: str = "1.2", amp: Optional[str] = None) -> str:
-    """The v1.2 setting folder name.
-
-    ``num_epochs__N__batch_size__B`` [``__weight_decay__wd``], then every hyperparameter
-    and every non-None training parameter in alphabetical order. Runs under protocol
-    1.1 get a final ``__protocol__1.1``, and mixed-precision runs ``__amp__<dtype>``, so
-    that runs with other numerics never share a folder (or a seed's file name).
-    """
-    parts = [f"num_epochs__{num_epochs}__batch_size__{batch_size}"]
-    if weight_decay is not None:
-        parts.append(f"weight_decay__{format_value(float(weight_decay))}")
-    for name in sorted(hyperparams):
-        parts.append(f"{name}__{format_value(hyperparams[name])}")
-    for name in sorted(training_params or {}):
-        if training_params[name] is not None:
-            parts.append(f"{name}__{format_value(training_params[name])}")
-    if protocol != "1.2":
-        parts.append(f"protocol__{protocol}")
-    if amp is not None:
-        parts.append(f"amp__{amp}")
-    return "__".join(parts)
 
 
 def setting_name_v11(num_epochs: int, batch_size: int, learning_rate: float, hyperparams: dict,

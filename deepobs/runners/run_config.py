@@ -30,6 +30,7 @@ from typing import Any, Optional
 
 from deepobs.config import PROTOCOLS
 from deepobs.errors import ConfigurationError, one_line
+from deepobs.runners.results import format_value
 
 #: Largest run seed: NumPy's global generator takes seeds below 2**32.
 MAX_SEED = 2 ** 32 - 1
@@ -266,7 +267,7 @@ class RunConfig:
 def _check_fields(config: RunConfig) -> None:
     """Field-wise checks that need neither the problem nor the optimizer."""
     from deepobs.runners import schedules
-    from deepobs.safe_names import path_component
+    from deepobs.safe_names import output_path, path_component
 
     if config.testproblem is not None:
         path_component(config.testproblem, "problem")
@@ -296,11 +297,8 @@ def _check_fields(config: RunConfig) -> None:
         raise ConfigurationError(f"unknown learning-rate schedule {config.lr_schedule!r}; allowed: "
                                  f"{', '.join(schedules.SCHEDULES)}")
     for name in ("output_dir", "data_dir", "tb_log_dir"):
-        value = getattr(config, name)
-        if value is not None and (not isinstance(value, (str, Path)) or not str(value).strip()
-                                  or any(ord(c) < 32 for c in str(value))):
-            raise ConfigurationError(
-                f"{name} must be a non-empty path without control characters, got {value!r}")
+        if getattr(config, name) is not None:
+            output_path(getattr(config, name), name)
     for name in ("hyperparams", "base_hyperparams", "fallback_hyperparams"):
         for key, value in getattr(config, name).items():
             _check_value(key, value)
@@ -362,20 +360,6 @@ def _has_infinity(value) -> bool:
 
 # --------------------------------------------------------------- setting names
 _CLEAN_VALUE = re.compile(r"[A-Za-z0-9.+-]+(_[A-Za-z0-9.+-]+)*")
-
-
-def format_value(value) -> str:
-    """A value as it appears in a setting folder name: floats by DeepOBS's float2str,
-    tuples joined by ``_``, everything else by ``str``."""
-    from deepobs.runners.results import float2str
-
-    if isinstance(value, bool) or value is None:
-        return str(value)
-    if isinstance(value, float):
-        return float2str(value) if math.isfinite(value) else str(value)
-    if isinstance(value, (tuple, list)):
-        return "_".join(format_value(item) for item in value) if value else "empty"
-    return str(value)
 
 
 def setting_name(config: RunConfig) -> str:

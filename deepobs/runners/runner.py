@@ -47,6 +47,7 @@ import torch
 
 from deepobs.config import default_device
 from deepobs.errors import ConfigurationError
+from deepobs import result_schema
 from deepobs.registry import get_problem_class
 from deepobs.runners import checkpoint, distributed, results
 from deepobs.runners.finiteness import _finite_loss, float_parameters, non_finite_state  # noqa: F401
@@ -257,6 +258,7 @@ class StandardRunner:
             output = self._post_process_output(output, config, tproblem, session.wall_time())
             output["resumed_at"] = session.resumed_at()
             if not no_logs:
+                result_schema.validate(output, "the result to write")  # the schema the analyzer reads with
                 path = results.write_json_atomic(run_folder / results.run_file_name(config.random_seed), output)
                 self._log(f"wrote {path}")
                 if config.overwrite:

@@ -46,7 +46,7 @@ class RunSpec(RunConfig):
 
     def label(self) -> str:
         """A short line for progress messages."""
-        from deepobs.runners.run_config import format_value
+        from deepobs.runners.results import format_value
 
         values = " ".join(f"{name}={format_value(value)}" for name, value in sorted(self.hyperparams.items()))
         return f"{self.testproblem} {self.written_optimizer_name} {values} seed {self.random_seed}"
