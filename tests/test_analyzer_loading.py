@@ -116,3 +116,17 @@ def test_all_published_files_load_in_seconds(shared_data):
     assert runs["problem"].nunique() == 8 and sorted(runs["optimizer"].unique()) == ["Adam", "Momentum", "SGD"]
     assert runs["diverged"].sum() > 0
     assert elapsed < 30, f"loading took {elapsed:.1f} s"
+
+
+def test_the_same_value_written_with_other_precision_is_one_setting(tmp_path):
+    """Settings group by the hyperparameters in the files, not by folder names."""
+    from deepobs import StandardRunner
+    from deepobs.runners.optimizers import resolve_optimizer
+
+    runner = StandardRunner.for_optimizer(resolve_optimizer("sgd"))
+    for seed, lr in ((42, 0.0025118864), (43, 2.5118864315e-03)):
+        runner.run("quadratic_deep", {"lr": lr}, num_epochs=0, random_seed=seed, output_dir=str(tmp_path),
+                   quiet=True, device="cpu")
+    assert len({path.parent for path in tmp_path.rglob("*.json")}) == 2  # two folders
+    runs = load_quietly(tmp_path)
+    assert runs["setting"].nunique() == 1 and sorted(runs["seed"]) == [42, 43]

@@ -85,6 +85,37 @@ def _number_or_none(value) -> Optional[float]:
     return float(value)
 
 
+#: Significant digits of a hyperparameter value in a setting's identity: the same value
+#: written with other precision (``0.0025118864`` by a user, ``2.5118864315e-03`` by
+#: DeepOBS) is one setting.
+SETTING_DIGITS = 6
+
+
+def _setting_value(value) -> str:
+    if isinstance(value, float):
+        return format(value, f".{SETTING_DIGITS}g")
+    if isinstance(value, (list, tuple)):
+        return "_".join(_setting_value(item) for item in value)
+    if isinstance(value, dict):
+        return "_".join(f"{key}-{_setting_value(value[key])}" for key in sorted(value))
+    return str(value)
+
+
+def setting_key(record: dict, extras: dict) -> str:
+    """A setting's identity from a file's content, not its folder name: runs group by
+    their sizes, hyperparameters (to SETTING_DIGITS significant digits), schedule,
+    protocol and the other options that change the numbers (``extras``)."""
+    parts = {"num_epochs": record["num_epochs"], "batch_size": record["batch_size"]}
+    if record["weight_decay"] is not None:
+        parts["weight_decay"] = record["weight_decay"]
+    parts.update(sorted(record["hyperparams"].items()))
+    parts.update(sorted(record["training_params"].items()))
+    parts.update(sorted(extras.items()))
+    if record["protocol"] != "1.2":
+        parts["protocol"] = record["protocol"]
+    return "__".join(f"{name}__{_setting_value(value)}" for name, value in parts.items())
+
+
 def normalize_run(data: dict, path: Path) -> dict:
     """One run file's content as a flat record with v1.2 names.
 
@@ -119,7 +150,8 @@ def normalize_run(data: dict, path: Path) -> dict:
         "problem": data["testproblem"],
         "optimizer": OPTIMIZER_NAMES.get(source_name, source_name),
         "optimizer_source_name": source_name,
-        "setting": path.parent.name,
+        "setting": None,  # below: from the content, not the folder name
+        "folder": path.parent.name,
         "seed": int(data["random_seed"]),
         "format": "1.1" if is_v11 else "1.2",
         "protocol": protocol,
@@ -132,6 +164,9 @@ def normalize_run(data: dict, path: Path) -> dict:
     }
     if is_v11 and record["optimizer"] == "Momentum" and hyperparams.get("nesterov"):
         record["optimizer"] = "Nesterov"
+    extras = {key: data.get(key) for key in ("amp", "base_optimizer", "base_hyperparams",
+                                             "fallback_optimizer", "fallback_hyperparams") if data.get(key)}
+    record["setting"] = setting_key(record, extras)
     for metric in METRICS:
         curve = _curve(data.get(metric))
         if curve is not None and len(curve) != num_epochs + 1:
