@@ -98,7 +98,8 @@ def build_report(results, out_dir, baselines: Optional[str] = None, mode: str = 
         warnings.simplefilter("ignore")
         selected = select_best(settings, mode, metric)
     problems = sorted(settings["problem"].unique())
-    notes = [f"{r.problem} | {r.optimizer}: {r.selection_note}" for r in selected.itertuples() if r.selection_note]
+    notes = grouped_notes(selected)
+    selection = selection_summary(selected, mode)
     reference = pd.DataFrame()
     if baselines:
         reference = load_baselines(baselines, include_diverged)
@@ -118,13 +119,21 @@ def build_report(results, out_dir, baselines: Optional[str] = None, mode: str = 
         thresholds = {}
     written, sections = [], []
 
+    warnings_shown = [f"{problem}: {text}" for problem in problems
+                      for text in [plots.protocol_mismatch(selected[selected["problem"] == problem], "ours")] if text]
+
     # Performance of the selected settings vs the baselines.
     section = _Section("Performance of the selected settings")
     for problem in problems:
         fig = plots.plot_optimizer_performance(selected, problem, which, thresholds)
-        section.figures.append((f"{problem}: test/train loss and accuracy per epoch of each optimizer's "
-                                "selected setting (band: " + ("± std" if which == "mean_and_std" else "quartiles")
-                                + " over seeds; baselines dashed; threshold dash-dotted)",
+        panels = "test/train loss and accuracy" if any(
+            "test_accuracies" in r["curves"] for _, r in selected[selected["problem"] == problem].iterrows()) \
+            else "test/train loss"
+        section.figures.append((f"{problem}: {panels} per epoch of each optimizer's selected setting (band: "
+                                + ("± std" if which == "mean_and_std" else "quartiles")
+                                + " over seeds, clipped to the metric's range; your runs solid and marked, "
+                                "baselines dashed; convergence threshold dash-dotted; a triangle on the axis "
+                                "edge: a diverged run)",
                                 _save(fig, out_dir, f"performance_{problem}", formats, written)))
     if len(problems) > 1:
         fig = plots.plot_testset_performances(selected, problems, which)
@@ -150,21 +159,27 @@ def build_report(results, out_dir, baselines: Optional[str] = None, mode: str = 
     # Sensitivity and tuning.
     section = _Section("Hyperparameter sensitivity and tuning")
     fig = plots.plot_lr_sensitivity(settings[settings["lr"].notna()], problems)
-    section.figures.append(("Learning-rate sensitivity (v1.1 style): final test performance relative to the "
-                            "best learning rate", _save(fig, out_dir, "lr_sensitivity", formats, written)))
+    section.figures.append(("Learning-rate sensitivity (v1.1 style): final test accuracy (test loss where a "
+                            "problem has no accuracy) relative to the best learning rate of each optimizer; "
+                            "triangles on the lower edge: all runs diverged",
+                            _save(fig, out_dir, "lr_sensitivity", formats, written)))
     own = settings[settings["source"] == "ours"]
     for problem in problems:
         rows = own[own["problem"] == problem]
         if "lr" in _varying(rows):
             fig = plots.plot_hyperparameter_sensitivity(settings, problem, "lr", mode, metric)
-            section.figures.append((f"{problem}: {mode} {metric} vs learning rate (x: one seed; grey: min-max)",
-                                    _save(fig, out_dir, f"sensitivity_lr_{problem}", formats, written)))
+            shown = plots.metric_label(fig.deepobs_metric)
+            section.figures.append((f"{problem}: {mode} {shown} (mean over seeds) vs learning rate (x: one seed; "
+                                    "grey: min-max; a triangle on the axis edge: all runs of that setting "
+                                    "diverged)", _save(fig, out_dir, f"sensitivity_lr_{problem}", formats, written)))
         for optimizer, group in rows.groupby("optimizer", sort=True):
             varying = _varying(group)
             if len(group) > 1:
                 fig = plots.plot_final_metric_vs_tuning_rank(settings[settings["source"] == "ours"], problem,
                                                              optimizer, metric, mode)
-                section.figures.append((f"{problem}, {optimizer}: final metric vs tuning rank",
+                shown = plots.metric_label(fig.deepobs_metric)
+                section.figures.append((f"{problem}, {optimizer}: {mode} {shown} of every setting vs its tuning "
+                                        "rank (ranked on the tuning seeds; x: one seed)",
                                         _save(fig, out_dir, f"tuning_rank_{problem}_{optimizer}", formats, written)))
             if len(varying) >= 2:
                 fig = plots.plot_hyperparameter_sensitivity_2d(own, problem, optimizer, varying[:2], mode, metric)
@@ -180,8 +195,10 @@ def build_report(results, out_dir, baselines: Optional[str] = None, mode: str = 
         written.append(out_dir / "time_to_target.csv")
         ratios = performance_ratios(times)
         scores = profile_score(ratios)
-        fig = plots.plot_performance_profiles(performance_profile(ratios), scores,
-                                              title=f"Performance profiles over {len(times)} problem(s), epochs to target")
+        fig = plots.plot_performance_profiles(
+            performance_profile(ratios), scores,
+            title=f"Performance profiles over {len(times)} problem(s), epochs to target",
+            warning=("not comparable: " + " | ".join(warnings_shown)) if warnings_shown else "")
         section = _Section("Time to target and performance profiles")
         section.html = (tables.to_html(times.map(lambda v: "∞" if not np.isfinite(v) else f"{v:g}")
                                        .reset_index().rename(columns={"index": "problem"}).astype(str))
@@ -194,11 +211,37 @@ def build_report(results, out_dir, baselines: Optional[str] = None, mode: str = 
 
     notes += check.lines()[len(check.summary):]
     page = _render(title or f"deepobs report: {Path(results).resolve().name}", runs, check, notes, sections,
-                   baselines, mode, metric, time.perf_counter() - started)
+                   baselines, selection, time.perf_counter() - started, warnings_shown)
     html_path = out_dir / "report.html"
     html_path.write_text(page)
     return Report(html_path=html_path, figures=[p for p in written if p.parent.name == "figures"],
-                  tables=[p for p in written if p.parent != out_dir / "figures"], notes=notes)
+                  tables=[p for p in written if p.parent != out_dir / "figures"],
+                  notes=list(warnings_shown) + notes)
+
+
+def grouped_notes(selected: pd.DataFrame) -> list:
+    """The selection notes of the chosen settings, each text once with the problems and
+    optimizers it applies to (a fallback usually applies to every optimizer alike)."""
+    groups = {}
+    for row in selected.itertuples():
+        if row.selection_note:
+            groups.setdefault(row.selection_note, []).append(f"{row.problem} | {row.optimizer}")
+    return [f"{text} ({', '.join(where)})" for text, where in groups.items()]
+
+
+def selection_summary(selected: pd.DataFrame, mode: str) -> str:
+    """How the user's settings were chosen, with the metric(s) actually used and the
+    tuning seeds, e.g. ``final valid_losses on seed 42``."""
+    ours = selected[selected["source"] == "ours"]
+    parts = {}
+    for row in ours.itertuples():
+        seeds = tuple(getattr(row, "tuning_seeds", ()) or ())
+        on = (f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}" if seeds
+              else "each setting's mean over its seeds")
+        parts.setdefault(f"{mode} {row.metric_used} on {on}", []).append(f"{row.problem}, protocol {row.protocol}")
+    if len(parts) == 1:
+        return next(iter(parts))
+    return "; ".join(f"{text} ({', '.join(sorted(set(p)))})" for text, p in parts.items())
 
 
 _CSS = """
@@ -210,6 +253,7 @@ th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left}th{background:#f3
 tbody tr:nth-child(even){background:#fafafa}
 figure{margin:1.2em 0}figure img{max-width:100%;height:auto;border:1px solid #eee}
 figcaption{font-size:.85em;color:#555}.note{font-size:.85em;color:#555}
+.warning{border-left:4px solid #b00020;background:#fff4f4;padding:.4em .8em;color:#7a0015}
 ul.notes li{font-size:.85em}code{background:#f3f3f3;padding:0 .2em}
 """
 
@@ -229,19 +273,21 @@ def _provenance(runs: pd.DataFrame) -> str:
     return "<ul class='notes'>" + "".join(items) + "</ul>"
 
 
-def _render(title, runs, check, notes, sections, baselines, mode, metric, seconds) -> str:
+def _render(title, runs, check, notes, sections, baselines, selection, seconds, warnings_shown=()) -> str:
     parts = [f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
              f"<meta name='viewport' content='width=device-width, initial-scale=1'>"
              f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
              f"<h1>{html.escape(title)}</h1>",
              f"<p>{len(runs)} runs, {runs['problem'].nunique()} problem(s), "
              f"{runs['optimizer'].nunique()} optimizer(s); baselines: {html.escape(str(baselines or 'none'))}; "
-             f"selection: mode <code>{html.escape(mode)}</code> on <code>{html.escape(metric)}</code> "
-             "(never the test set). Generated by deepobs "
+             f"selection: <code>{html.escape(selection)}</code> (never the test set), then the chosen "
+             "setting's mean ± std over all its seeds. Generated by deepobs "
              f"{html.escape(__version__)} on {time.strftime('%Y-%m-%d %H:%M:%S')} in {seconds:.1f} s.</p>",
              "<h2>Runs</h2><ul class='notes'>"
              + "".join(f"<li>{html.escape(line)}</li>" for line in check.summary) + "</ul>",
              _provenance(runs)]
+    for warning in warnings_shown:
+        parts.append(f"<p class='warning'>⚠ {html.escape(warning)}</p>")
     if notes:
         parts.append("<h2>Notes</h2><ul class='notes'>"
                      + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>")
