@@ -239,6 +239,7 @@ def select_best(settings: pd.DataFrame, mode: str = "final", metric: str = "vali
         best = ranked.iloc[0].copy()
         best["metric_used"] = ranked.attrs["metric"]
         best["tuning_seeds"] = tuple(ranked.attrs["tuning_seeds"])
+        best["n_candidates"] = len(ranked)
         best["selection_note"] = ranked.attrs["note"] if len(ranked) > 1 else ""  # nothing to rank
         chosen.append(best)
     if not chosen:

@@ -35,6 +35,8 @@ class Report:
     figures: list = field(default_factory=list)
     tables: list = field(default_factory=list)
     notes: list = field(default_factory=list)
+    #: Figure name -> whether all its legends lie inside it (checked when saved).
+    legends_fit: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -52,10 +54,14 @@ def _labelled(settings: pd.DataFrame, primary: str) -> pd.DataFrame:
     return out
 
 
-def _save(fig, out_dir: Path, name: str, formats: Sequence[str], written: list) -> Path:
-    """Save a figure (always as PNG too, for the page) and return the PNG's path."""
+def _save(fig, out_dir: Path, name: str, formats: Sequence[str], written: list,
+          fits: Optional[dict] = None) -> Path:
+    """Save a figure (always as PNG too, for the page) and return the PNG's path;
+    ``fits[name]`` records whether its legends lie inside it."""
     paths = plots.save_figure(fig, out_dir / "figures" / name, formats=tuple(dict.fromkeys(["png", *formats])))
     written += paths
+    if fits is not None:
+        fits[name] = plots.legends_fit(fig)
     return paths[0]
 
 
@@ -117,7 +123,7 @@ def build_report(results, out_dir, baselines: Optional[str] = None, mode: str = 
         thresholds = convergence_performance()
     except DataError:
         thresholds = {}
-    written, sections = [], []
+    written, sections, fits = [], [], {}
 
     warnings_shown = [f"{problem}: {text}" for problem in problems
                       for text in [plots.protocol_mismatch(selected[selected["problem"] == problem], "ours")] if text]
@@ -134,10 +140,10 @@ def build_report(results, out_dir, baselines: Optional[str] = None, mode: str = 
                                 + " over seeds, clipped to the metric's range; your runs solid and marked, "
                                 "baselines dashed; convergence threshold dash-dotted; a triangle on the axis "
                                 "edge: a diverged run)",
-                                _save(fig, out_dir, f"performance_{problem}", formats, written)))
+                                _save(fig, out_dir, f"performance_{problem}", formats, written, fits)))
     if len(problems) > 1:
         fig = plots.plot_testset_performances(selected, problems, which)
-        section.figures.append(("All problems", _save(fig, out_dir, "testset_performances", formats, written)))
+        section.figures.append(("All problems", _save(fig, out_dir, "testset_performances", formats, written, fits)))
     sections.append(section)
 
     # Tables.
@@ -162,7 +168,7 @@ def build_report(results, out_dir, baselines: Optional[str] = None, mode: str = 
     section.figures.append(("Learning-rate sensitivity (v1.1 style): final test accuracy (test loss where a "
                             "problem has no accuracy) relative to the best learning rate of each optimizer; "
                             "triangles on the lower edge: all runs diverged",
-                            _save(fig, out_dir, "lr_sensitivity", formats, written)))
+                            _save(fig, out_dir, "lr_sensitivity", formats, written, fits)))
     own = settings[settings["source"] == "ours"]
     for problem in problems:
         rows = own[own["problem"] == problem]
@@ -171,7 +177,7 @@ def build_report(results, out_dir, baselines: Optional[str] = None, mode: str = 
             shown = plots.metric_label(fig.deepobs_metric)
             section.figures.append((f"{problem}: {mode} {shown} (mean over seeds) vs learning rate (x: one seed; "
                                     "grey: min-max; a triangle on the axis edge: all runs of that setting "
-                                    "diverged)", _save(fig, out_dir, f"sensitivity_lr_{problem}", formats, written)))
+                                    "diverged)", _save(fig, out_dir, f"sensitivity_lr_{problem}", formats, written, fits)))
         for optimizer, group in rows.groupby("optimizer", sort=True):
             varying = _varying(group)
             if len(group) > 1:
@@ -180,11 +186,11 @@ def build_report(results, out_dir, baselines: Optional[str] = None, mode: str = 
                 shown = plots.metric_label(fig.deepobs_metric)
                 section.figures.append((f"{problem}, {optimizer}: {mode} {shown} of every setting vs its tuning "
                                         "rank (ranked on the tuning seeds; x: one seed)",
-                                        _save(fig, out_dir, f"tuning_rank_{problem}_{optimizer}", formats, written)))
+                                        _save(fig, out_dir, f"tuning_rank_{problem}_{optimizer}", formats, written, fits)))
             if len(varying) >= 2:
                 fig = plots.plot_hyperparameter_sensitivity_2d(own, problem, optimizer, varying[:2], mode, metric)
                 section.figures.append((f"{problem}, {optimizer}: {varying[0]} x {varying[1]}",
-                                        _save(fig, out_dir, f"sensitivity_2d_{problem}_{optimizer}", formats, written)))
+                                        _save(fig, out_dir, f"sensitivity_2d_{problem}_{optimizer}", formats, written, fits)))
     sections.append(section)
 
     # AlgoPerf-style time to target and performance profiles.
@@ -206,7 +212,7 @@ def build_report(results, out_dir, baselines: Optional[str] = None, mode: str = 
                         f"convergence threshold; ratios above r_max = {R_MAX:g} count as unsolved. Integrated "
                         "scores: " + html.escape(", ".join(f"{k} {v:.3f}" for k, v in scores.items())) + "</p>")
         section.figures.append(("ρ(τ): fraction of problems solved within τ × the fastest time",
-                                _save(fig, out_dir, "performance_profiles", formats, written)))
+                                _save(fig, out_dir, "performance_profiles", formats, written, fits)))
         sections.append(section)
 
     notes += check.lines()[len(check.summary):]
@@ -216,7 +222,7 @@ def build_report(results, out_dir, baselines: Optional[str] = None, mode: str = 
     html_path.write_text(page)
     return Report(html_path=html_path, figures=[p for p in written if p.parent.name == "figures"],
                   tables=[p for p in written if p.parent != out_dir / "figures"],
-                  notes=list(warnings_shown) + notes)
+                  notes=list(warnings_shown) + notes, legends_fit=fits)
 
 
 def grouped_notes(selected: pd.DataFrame) -> list:
@@ -233,8 +239,11 @@ def selection_summary(selected: pd.DataFrame, mode: str) -> str:
     """How the user's settings were chosen, with the metric(s) actually used and the
     tuning seeds, e.g. ``final valid_losses on seed 42``."""
     ours = selected[selected["source"] == "ours"]
+    ranked = ours[ours["n_candidates"] > 1] if "n_candidates" in ours else ours
+    if ranked.empty:
+        return "one setting per optimizer, nothing to select"
     parts = {}
-    for row in ours.itertuples():
+    for row in ranked.itertuples():
         seeds = tuple(getattr(row, "tuning_seeds", ()) or ())
         on = (f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}" if seeds
               else "each setting's mean over its seeds")
