@@ -23,7 +23,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import to_hex, to_rgb
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import MaxNLocator, NullFormatter
 
 from deepobs.analyzer.aggregate import (
     final_mean, is_accuracy, performance_metric, rank_settings, resolve_metric,
@@ -101,7 +101,7 @@ class _Look:
     """Colour, style and marker of every curve of one figure, by legend label."""
 
     def __init__(self):
-        self.colors, self.markers, self._shades = {}, {}, {}
+        self.colors, self.markers, self._shades, self._shade_of = {}, {}, {}, {}
 
     def style(self, label: str, optimizer: str, ours: bool) -> dict:
         """Keyword arguments for ``ax.plot`` of the curve called ``label``."""
@@ -110,6 +110,7 @@ class _Look:
             if ours:
                 shade = self._shades.get(base, 0)
                 self._shades[base] = shade + 1
+                self._shade_of[label] = shade
                 self.colors[label] = _shade(base, shade)
                 self.markers[label] = OURS_MARKERS[len(self.markers) % len(OURS_MARKERS)]
             else:
@@ -118,7 +119,7 @@ class _Look:
         if ours:
             # Later curves thinner, with smaller markers, drawn on top: where two of the
             # user's curves coincide, both stay visible (a ring inside a ring).
-            index = list(self.markers).index(label)
+            index = self._shade_of[label]
             style.update(marker=self.markers[label], ms=max(3.5, 7.5 - 1.3 * index),
                          lw=max(1.0, 2.6 - 0.5 * index), zorder=4 + index)
         return style
@@ -333,6 +334,7 @@ def _performance_panel(ax, rows, metric, title, which, primary, thresholds, prob
     ax.set_title(title, fontsize=10)
     ax.set_ylabel(title)
     ax.grid(alpha=0.3)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if not any(metric in r["curves"] for _, r in rows.iterrows()):
         ax.text(0.5, 0.5, f"{problem} has no accuracy", ha="center", va="center",
                 transform=ax.transAxes, color="grey")
@@ -341,7 +343,9 @@ def _performance_panel(ax, rows, metric, title, which, primary, thresholds, prob
     ours, theirs = _draw_curves(ax, rows, metric, which, primary, look or _Look(), last_epoch)
     if thresholds and metric == performance_metric(rows.iloc[0]) and problem in thresholds:
         ax.axhline(thresholds[problem], color="grey", lw=1, ls="-.", label="convergence threshold")
+        ours.append(np.array([thresholds[problem]]))  # keep the threshold in view
     _set_ylim(ax, ours, theirs, metric)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def plot_testset_performances(selected: pd.DataFrame, problems: Optional[Sequence[str]] = None,
@@ -414,6 +418,23 @@ def _protocol_labels(rows: pd.DataFrame, primary: Optional[str]) -> dict:
     return labels
 
 
+def _split_by_other_hyperparams(group: pd.DataFrame, hyperparam: str) -> list:
+    """``[(label suffix, rows)]``: the settings split by the values of the other
+    hyperparameters that vary among them (``" (momentum=0.9)"``), so that one line
+    joins only settings that differ in ``hyperparam``."""
+    names = sorted({k for hp in group["hyperparams"] for k in hp if k != hyperparam})
+    varying = [n for n in names if len({repr(hp.get(n)) for hp in group["hyperparams"]}) > 1]
+    if not varying:
+        return [("", group)]
+    keys = [tuple(repr(hp.get(n)) for n in varying) for hp in group["hyperparams"]]
+    out = []
+    for key in sorted(set(keys), key=lambda k: [_natural(v) for v in k]):
+        rows = group[[k == key for k in keys]]
+        values = rows.iloc[0]["hyperparams"]
+        out.append((" (" + ", ".join(f"{n}={values.get(n)}" for n in varying) + ")", rows))
+    return out
+
+
 def plot_hyperparameter_sensitivity(settings: pd.DataFrame, problem: str, hyperparam: str = "lr",
                                     mode: str = "final", metric: str = "valid_accuracies",
                                     xscale: str = "log", plot_std: bool = True) -> Figure:
@@ -430,20 +451,22 @@ def plot_hyperparameter_sensitivity(settings: pd.DataFrame, problem: str, hyperp
     names = _protocol_labels(rows, primary)
     fig = new_figure(figsize=(7, 5))
     ax = fig.subplots()
-    look, ours_values, their_values, lacking = _Look(), [], [], []
-    drawn = []
-    for (source, optimizer, protocol), group in rows.groupby(["source", "optimizer", "protocol"], sort=True):
+    look, lacking, drawn = _Look(), [], []
+    groups = sorted(rows.groupby(["source", "optimizer", "protocol"], sort=True),
+                    key=lambda item: item[0][0] != (primary or item[0][0]))  # the user's runs first
+    for (source, optimizer, protocol), group in groups:
         label = names[(source, optimizer, str(protocol))]
         if not any(metric in r["finals"] for _, r in group.iterrows()):
             lacking.append(label)
             continue
-        group = group.assign(_x=_setting_values(group, hyperparam)).sort_values("_x", kind="stable")
-        scores = np.array([_score(r, metric, mode) for _, r in group.iterrows()])
-        drawn.append((label, optimizer, _is_ours(group.iloc[0], primary), group, scores))
-        (ours_values if _is_ours(group.iloc[0], primary) else their_values).append(scores)
+        # One line per value of the other hyperparameters that vary (e.g. momentum).
+        for suffix, line in _split_by_other_hyperparams(group, hyperparam):
+            line = line.assign(_x=_setting_values(line, hyperparam)).sort_values("_x", kind="stable")
+            scores = np.array([_score(r, metric, mode) for _, r in line.iterrows()])
+            drawn.append((label + suffix, optimizer, _is_ours(line.iloc[0], primary), line, scores))
     everything = np.concatenate([d[4] for d in drawn]) if drawn else np.array([])
     off = _off_scale(everything, metric)
-    start = 0
+    start, shown = 0, [everything[~off]]
     for label, optimizer, mine, group, scores in drawn:
         bad = off[start:start + len(scores)]
         start += len(scores)
@@ -455,9 +478,9 @@ def plot_hyperparameter_sensitivity(settings: pd.DataFrame, problem: str, hyperp
                 if len(finals) > 1 and not skip:
                     ax.plot([x, x], [np.min(finals), np.max(finals)], color="grey", lw=1, alpha=0.7)
                     ax.plot(np.full(len(finals), x), finals, "x", color=style["color"], ms=4, alpha=0.7)
+                    shown.append(np.asarray(finals, float))
         edge_markers(ax, list(group["_x"][bad]), metric, style["color"], f"{label}: all runs diverged", mine)
-    kept = everything[~off]
-    _set_ylim(ax, [kept], [], metric)
+    _set_ylim(ax, shown, [], metric)
     ax.set_xscale(xscale)
     ax.set_xlabel(hyperparam)
     ax.set_ylabel(f"{mode} {metric_label(metric)}")
@@ -508,6 +531,16 @@ def plot_hyperparameter_sensitivity_2d(settings: pd.DataFrame, problem: str, opt
         fit_legend(fig, *ax.get_legend_handles_labels(), max_columns=2)
     ax.set_xscale(xscale)
     ax.set_yscale(yscale)
+    # Room around the outer settings, so their markers are not cut by the frame.
+    for values, scale, setter in ((x, xscale, ax.set_xlim), (y, yscale, ax.set_ylim)):
+        low, high = np.min(values), np.max(values)
+        if scale == "log" and low > 0:
+            factor = (high / low) ** 0.05 if high > low else 1.5
+            setter(low / factor, high * factor)
+        else:
+            pad = 0.05 * (high - low) if high > low else 0.5 * max(abs(high), 1.0)
+            setter(low - pad, high + pad)
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel(hyperparams[0])
     ax.set_ylabel(hyperparams[1])
     ax.set_title(f"{problem}, {optimizer}" + (f" ({note})" if note else ""), fontsize=10)
