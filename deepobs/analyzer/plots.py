@@ -103,6 +103,11 @@ class _Look:
     def __init__(self):
         self.colors, self.markers, self._shades, self._shade_of = {}, {}, {}, {}
 
+    def new_panel(self) -> None:
+        """Start a new panel: shades count again from the optimizer's own colour (a label
+        already seen keeps its look, so one legend serves every panel)."""
+        self._shades = {}
+
     def style(self, label: str, optimizer: str, ours: bool) -> dict:
         """Keyword arguments for ``ax.plot`` of the curve called ``label``."""
         if label not in self.colors:
@@ -176,7 +181,7 @@ def edge_markers(ax, xs, metric: str, color: str, label: str, ours: bool = True)
     top = not is_accuracy(metric)
     ax.plot(list(xs), [1.0 if top else 0.0] * len(xs), "^" if top else "v", ls="",
             transform=ax.get_xaxis_transform(), clip_on=False, ms=8, mew=1.5, mec=color,
-            mfc=color if ours else "white", label=label, zorder=5)
+            mfc=color if ours else "white", label=label, zorder=7 if ours else 6)
 
 
 def fit_legend(fig: Figure, handles: list, labels: list, max_columns: int = 4, fontsize: float = 8,
@@ -362,6 +367,7 @@ def plot_testset_performances(selected: pd.DataFrame, problems: Optional[Sequenc
     for column, problem in enumerate(problems):
         rows = selected[selected["problem"] == problem]
         last_epoch = _epoch_limit(rows, primary)
+        look.new_panel()
         for row_index, (metric, title) in enumerate(PANELS):
             ax = axes[row_index, column]
             _performance_panel(ax, rows, metric, title, which, primary, None, problem, look, last_epoch)
@@ -615,22 +621,28 @@ def plot_lr_sensitivity(settings: pd.DataFrame, problems: Optional[Sequence[str]
     for ax, problem in zip(axes, problems):
         rows = settings[(settings["problem"] == problem) & settings["lr"].notna()]
         metric = performance_metric(rows.iloc[0])
+        look.new_panel()
         primary = _primary(rows)
         names = _protocol_labels(rows, primary)
         groups = sorted(rows.groupby(["source", "optimizer", "protocol"], sort=True),
                         key=lambda item: item[0][0] != (primary or item[0][0]))  # the user's runs first
-        for (source, optimizer, protocol), group in groups:
-            group = group.sort_values("lr", kind="stable")
-            mine = _is_ours(group.iloc[0], primary)
-            style = look.style(names[(source, optimizer, str(protocol))], optimizer, mine)
-            values = np.array([final_mean(r, metric) for _, r in group.iterrows()])
-            relative = relative_performance(values, metric)
-            lrs = group["lr"].astype(float).to_numpy()
-            style = dict(style, ms=4) if mine else dict(style, marker=".")
-            ax.plot(lrs, relative, **style)
-            diverged = (group["n_used"] == 0).to_numpy() & ~np.isfinite(values)
-            edge_markers(ax, list(lrs[diverged]), "test_accuracies", style["color"],
-                         f"{style['label']}: all runs diverged", mine)
+        for (source, optimizer, protocol), whole in groups:
+            mine = _is_ours(whole.iloc[0], primary)
+            # Relative to the optimizer's best setting; one line per value of the other
+            # hyperparameters that vary (e.g. momentum), so a line joins only lrs.
+            best = relative_performance([final_mean(r, metric) for _, r in whole.iterrows()], metric)
+            best = dict(zip(whole.index, best))
+            for suffix, group in _split_by_other_hyperparams(whole, "lr"):
+                group = group.sort_values("lr", kind="stable")
+                style = look.style(names[(source, optimizer, str(protocol))] + suffix, optimizer, mine)
+                values = np.array([final_mean(r, metric) for _, r in group.iterrows()])
+                relative = np.array([best[index] for index in group.index])
+                lrs = group["lr"].astype(float).to_numpy()
+                style = dict(style, ms=4) if mine else dict(style, marker=".")
+                ax.plot(lrs, relative, **style)
+                diverged = (group["n_used"] == 0).to_numpy() & ~np.isfinite(values)
+                edge_markers(ax, list(lrs[diverged]), "test_accuracies", style["color"],
+                             f"{style['label']}: all runs diverged", mine)
         ax.set_xscale("log")
         ax.set_ylim(0, 1.05)
         ax.set_title(problem, fontsize=10)
