@@ -72,7 +72,7 @@ def _sweep_result(folder, seed: int, final_valid_loss: float) -> dict:
     return data
 
 
-def test_tuner_and_analyzer_choose_the_same_setting(tmp_path):
+def test_tuner_and_analyzer_choose_the_same_setting(tmp_path, capsys):
     """A grid on seed 42, the best setting rerun with seeds 43 and 44 (which do worse than
     seed 42), and a single-seed setting whose value (2.0) beats the rerun setting's mean
     (7/3): ranking on means would choose it; both tools choose lr 0.01, and the report
@@ -92,6 +92,11 @@ def test_tuner_and_analyzer_choose_the_same_setting(tmp_path):
     result = tune_studies([study])[0]
     assert result.best.setting == {"lr": 0.01}
     assert sorted(result.reruns.values) == [42, 43, 44]
+    from deepobs.tuner.cli import _print_summary
+
+    _print_summary([result])  # rounded to 4 significant digits, naming the tuning seed
+    assert capsys.readouterr().out.strip() == ("quadratic_deep SGD: best lr=1.e-02 (final valid_losses 1 on seed 42); "
+                                               "3 seeds: mean 2.333 ± 0.9428")
 
     chosen = select_best(aggregate(load_results(tmp_path)), "final", "valid_accuracies")
     row = chosen.iloc[0]

@@ -172,19 +172,19 @@ def _print_summary(results: list) -> None:
 
 
 def _mean_std(values: list) -> str:
-    """``mean ± std`` (population std) in 4 significant digits; a diverged run shows as nan."""
+    """``mean ± std`` (population std) in 4 significant digits, and how many diverged."""
     import math
     import statistics
 
     from deepobs.analyzer.selection import format_number
 
-    if not all(math.isfinite(v) for v in values):
-        finite = [v for v in values if math.isfinite(v)]
-        return f"{len(values) - len(finite)} diverged" + (
-            f", the others mean {format_number(statistics.fmean(finite))}" if finite else "")
-    if len(values) == 1:
-        return f"mean {format_number(values[0])}"
-    return f"mean {format_number(statistics.fmean(values))} ± {format_number(statistics.pstdev(values))}"
+    finite = [v for v in values if math.isfinite(v)]
+    diverged = f" ({len(values) - len(finite)} diverged, left out)" if len(finite) < len(values) else ""
+    if not finite:
+        return "all diverged"
+    if len(finite) == 1:
+        return f"mean {format_number(finite[0])}{diverged}"
+    return f"mean {format_number(statistics.fmean(finite))} ± {format_number(statistics.pstdev(finite))}{diverged}"
 
 
 def _raise_interrupt(signum, frame):
