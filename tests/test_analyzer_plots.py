@@ -205,6 +205,19 @@ def test_performance_profiles_plot(tmp_path):
     saved(fig, tmp_path)
 
 
+def test_legends_fit_sees_a_legend_cut_off(tmp_path):
+    fig = plots.new_figure(figsize=(4, 3))
+    ax = fig.subplots()
+    ax.plot([0, 1], [0, 1], label="a label long enough to leave the figure")
+    ax.legend(loc="upper left", bbox_to_anchor=(0.6, 1.0)).set_in_layout(False)
+    assert not plots.legends_fit(fig)
+    fig.savefig(tmp_path / "cut.png")
+    assert not plots.legends_fit(fig, redraw=False)  # as the report checks, after saving
+    ax.get_legend().remove()
+    plots.fit_legend(fig, *ax.get_legend_handles_labels())
+    assert plots.legends_fit(fig)
+
+
 def test_colours_are_stable_per_optimizer():
     assert plots.optimizer_color("SGD") == "#1f77b4"
     assert plots.optimizer_color("MyOpt") == plots.optimizer_color("MyOpt")

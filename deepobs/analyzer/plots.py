@@ -192,7 +192,10 @@ def fit_legend(fig: Figure, handles: list, labels: list, max_columns: int = 4, f
     title = None
     if warning:
         title = "\n".join(textwrap.wrap("⚠ " + warning, _characters(fig, fontsize + 1)))
-    for columns in range(max(1, min(max_columns, len(labels))), 0, -1):
+    # Start from the columns the text's width allows (each measure is a layout pass).
+    longest = max((len(label) for label in labels), default=1) + 6
+    start = max(1, min(max_columns, len(labels), _characters(fig, fontsize) // longest))
+    for columns in range(start, 0, -1):
         if legend is not None:
             legend.remove()
         legend = fig.legend(handles, labels, loc="outside lower center", ncol=columns, fontsize=fontsize,
@@ -209,11 +212,14 @@ def _characters(fig: Figure, fontsize: float) -> int:
     return max(30, int(0.9 * fig.get_figwidth() * 72 / (0.6 * fontsize)))
 
 
-def legends_fit(fig: Figure) -> bool:
-    """Whether every legend of ``fig`` (figure and axes legends) lies inside the figure."""
+def legends_fit(fig: Figure, redraw: bool = True) -> bool:
+    """Whether every legend of ``fig`` (figure and axes legends) lies inside the figure.
+    ``redraw=False`` measures the last drawn layout (e.g. right after ``savefig``)."""
     if not isinstance(fig.canvas, FigureCanvasAgg):
         FigureCanvasAgg(fig)
-    fig.draw_without_rendering()
+        redraw = True
+    if redraw:
+        fig.draw_without_rendering()
     renderer = fig.canvas.get_renderer()
     frame = fig.bbox
     legends = list(fig.legends) + [ax.get_legend() for ax in fig.get_axes() if ax.get_legend() is not None]

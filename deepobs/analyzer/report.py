@@ -61,7 +61,7 @@ def _save(fig, out_dir: Path, name: str, formats: Sequence[str], written: list,
     paths = plots.save_figure(fig, out_dir / "figures" / name, formats=tuple(dict.fromkeys(["png", *formats])))
     written += paths
     if fits is not None:
-        fits[name] = plots.legends_fit(fig)
+        fits[name] = plots.legends_fit(fig, redraw=False)  # the layout savefig just drew
     return paths[0]
 
 
