@@ -294,9 +294,13 @@ def _draw_curves(ax, rows: pd.DataFrame, metric: str, which: str, primary: Optio
             ax.plot(epochs, center, **style)
             ax.fill_between(epochs, low, high, color=color, alpha=0.25 if mine else 0.1, lw=0,
                             zorder=style["zorder"] - 1)
-            # The y range ignores the untrained epoch 0 and what lies beyond the x axis.
+            # The y range ignores the untrained epoch 0, what lies beyond the x axis and
+            # (with --include-diverged) a mean blown up past the divergence bound.
             stop = None if last_epoch is None else last_epoch + 1
-            (ours if mine else theirs).append(center[1:stop] if len(center) > 1 else center)
+            visible = center[1:stop] if len(center) > 1 else center
+            if not is_accuracy(metric) and np.isfinite(center[0]) and center[0] > 0:
+                visible = visible[visible <= LOSS_BOUND * center[0]]
+            (ours if mine else theirs).append(visible)
         diverged = (row.get("diverged_curves") or {}).get(metric, [])
         for curve in diverged:
             ax.plot(np.arange(len(curve)), curve, ":", color=color, lw=1.0)
@@ -418,6 +422,11 @@ def _off_scale(values: np.ndarray, metric: str) -> np.ndarray:
     return bad
 
 
+def _all_diverged(settings: pd.DataFrame) -> np.ndarray:
+    """Per setting: whether every one of its runs diverged."""
+    return (settings["n_diverged"] >= settings["n_runs"]).to_numpy(bool)
+
+
 def _protocol_labels(rows: pd.DataFrame, primary: Optional[str]) -> dict:
     """(source, optimizer, protocol) -> legend label; ``[protocol p]`` is added where one
     optimizer of one source has settings under several protocols."""
@@ -478,6 +487,8 @@ def plot_hyperparameter_sensitivity(settings: pd.DataFrame, problem: str, hyperp
             drawn.append((label + suffix, optimizer, _is_ours(line.iloc[0], primary), line, scores))
     everything = np.concatenate([d[4] for d in drawn]) if drawn else np.array([])
     off = _off_scale(everything, metric)
+    if drawn:  # a setting whose runs all diverged is one even when --include-diverged averaged them
+        off |= np.concatenate([_all_diverged(d[3]) for d in drawn])
     start, shown = 0, [everything[~off]]
     for label, optimizer, mine, group, scores in drawn:
         bad = off[start:start + len(scores)]
@@ -580,7 +591,7 @@ def plot_final_metric_vs_tuning_rank(settings: pd.DataFrame, problem: str, optim
         finals = row["finals"].get(used, np.array([]))
         ax.plot(np.full(len(finals), row["rank"]), finals, "x", color=color, alpha=0.6)
     scores = ranked["score"].to_numpy(float)
-    off = _off_scale(scores, used)
+    off = _off_scale(scores, used) | _all_diverged(ranked)
     what = (f"seed {', '.join(map(str, seeds))}" if seeds else "mean over its seeds")
     ax.plot(ranked["rank"][~off], scores[~off], "o-", color=color, lw=2, label=f"{optimizer}: ranked on {what}")
     means = np.array([final_mean(r, used) for _, r in ranked.iterrows()])
@@ -642,11 +653,11 @@ def plot_lr_sensitivity(settings: pd.DataFrame, problems: Optional[Sequence[str]
                 group = group.sort_values("lr", kind="stable")
                 style = look.style(names[(source, optimizer, str(protocol))] + suffix, optimizer, mine)
                 values = np.array([final_mean(r, metric) for _, r in group.iterrows()])
-                relative = np.array([best[index] for index in group.index])
+                diverged = _all_diverged(group) | ~np.isfinite(values)
+                relative = np.where(diverged, np.nan, [best[index] for index in group.index])
                 lrs = group["lr"].astype(float).to_numpy()
                 style = dict(style, ms=4) if mine else dict(style, marker=".")
                 ax.plot(lrs, relative, **style)
-                diverged = (group["n_used"] == 0).to_numpy() & ~np.isfinite(values)
                 edge_markers(ax, list(lrs[diverged]), "test_accuracies", style["color"],
                              f"{style['label']}: all runs diverged", mine)
         ax.set_xscale("log")
