@@ -567,6 +567,7 @@ def plot_hyperparameter_sensitivity_2d(settings: pd.DataFrame, problem: str, opt
     ax.set_xlabel(hyperparams[0])
     ax.set_ylabel(hyperparams[1])
     ax.set_title(f"{problem}, {optimizer}" + (f" ({note})" if note else ""), fontsize=10)
+    fig.deepobs_metric = metric
     return fig
 
 

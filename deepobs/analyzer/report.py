@@ -189,7 +189,9 @@ def build_report(results, out_dir, baselines: Optional[str] = None, mode: str = 
                                         _save(fig, out_dir, f"tuning_rank_{problem}_{optimizer}", formats, written, fits)))
             if len(varying) >= 2:
                 fig = plots.plot_hyperparameter_sensitivity_2d(own, problem, optimizer, varying[:2], mode, metric)
-                section.figures.append((f"{problem}, {optimizer}: {varying[0]} x {varying[1]}",
+                shown = plots.metric_label(fig.deepobs_metric)
+                section.figures.append((f"{problem}, {optimizer}: {mode} {shown} (mean over seeds) over "
+                                        f"{varying[0]} x {varying[1]} (dots: the settings run)",
                                         _save(fig, out_dir, f"sensitivity_2d_{problem}_{optimizer}", formats, written, fits)))
     sections.append(section)
 
