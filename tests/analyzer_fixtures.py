@@ -2,8 +2,8 @@
 
 Tree written by :func:`build_tree` (problem ``toy_class``, protocol 1.2, 2 epochs):
 
-* SGD lr 0.1, seeds 42/43: valid acc [.1 .5 .7] and [.1 .6 .9] (final mean .8, best .8),
-  test acc finals .6/.6;
+* SGD lr 0.1, seeds 42/43: valid acc [.1 .6 .9] and [.1 .5 .7] (final mean .8, best .8;
+  on the tuning seed 42: final .9, best .9), test acc finals .6/.6;
 * SGD lr 0.01, seed 42: valid acc [.1 .85 .75] (final .75, best .85), test acc final .9;
 * SGD lr 1.0, seed 42: diverged in epoch 1 (lists padded with the epoch-0 value);
 * Adam lr 0.001, seeds 42/43/44: valid acc finals .7/.8/.9 (mean .8, std .08165,
@@ -62,8 +62,8 @@ def write_run(root: Path, data: dict, setting: str = None) -> Path:
 
 def build_tree(root: Path, corrupt: bool = True) -> Path:
     """The tree described in the module docstring; returns ``root``."""
-    write_run(root, run_dict("toy_class", "SGD", 0.1, 42, [.1, .5, .7], [.1, .5, .6]))
-    write_run(root, run_dict("toy_class", "SGD", 0.1, 43, [.1, .6, .9], [.1, .5, .6]))
+    write_run(root, run_dict("toy_class", "SGD", 0.1, 42, [.1, .6, .9], [.1, .5, .6]))
+    write_run(root, run_dict("toy_class", "SGD", 0.1, 43, [.1, .5, .7], [.1, .5, .6]))
     write_run(root, run_dict("toy_class", "SGD", 0.01, 42, [.1, .85, .75], [.1, .8, .9]))
     diverged = run_dict("toy_class", "SGD", 1.0, 42, [.1, .1, .1], [.1, .1, .1], diverged_epoch=1)
     for key in ("train_losses", "valid_losses", "test_losses"):

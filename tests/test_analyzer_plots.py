@@ -35,6 +35,10 @@ def labels(ax):
     return [line.get_label() for line in ax.get_lines() if not line.get_label().startswith("_")]
 
 
+def legend_texts(fig):
+    return [t.get_text() for legend in fig.legends for t in legend.get_texts()]
+
+
 def test_performance_plot_has_four_labelled_panels(selected, tmp_path):
     fig = plots.plot_optimizer_performance(selected, "toy_class", thresholds={"toy_class": .85})
     axes = fig.get_axes()
@@ -42,8 +46,13 @@ def test_performance_plot_has_four_labelled_panels(selected, tmp_path):
     assert axes[-1].get_xlabel() == "epoch" and axes[0].get_ylabel() == "Test Loss"
     assert labels(axes[0]) == ["Adam", "SGD"]
     assert "convergence threshold" in labels(axes[2])
-    legend = [t.get_text() for t in axes[0].get_legend().get_texts()]
-    assert legend == ["Adam", "SGD"]
+    assert legend_texts(fig) == ["Adam", "SGD", "convergence threshold"]
+    assert plots.legends_fit(fig)
+    # Bands stay where the metric can go: accuracies in [0, 1], losses >= 0.
+    for ax, low, high in ((axes[2], 0.0, 1.0), (axes[1], 0.0, np.inf)):
+        for band in ax.collections:
+            ys = np.concatenate([path.vertices[:, 1] for path in band.get_paths()])
+            assert ys.min() >= low and ys.max() <= high
     saved(fig, tmp_path)
 
 
@@ -52,22 +61,74 @@ def test_diverged_runs_are_drawn_apart(settings, tmp_path):
         metric_used="valid_accuracies", selection_note="")
     fig = plots.plot_optimizer_performance(sgd, "toy_class")
     ax = fig.get_axes()[0]
-    markers = [line.get_marker() for line in ax.get_lines()]
-    assert "x" in markers  # the divergence point
-    assert "diverged run" in [t.get_text() for t in ax.get_legend().get_texts()]
+    edge = next(line for line in ax.get_lines() if line.get_label() == "SGD: diverged run")
+    assert edge.get_marker() == "^" and list(edge.get_xdata()) == [1]  # top edge, at its epoch
+    assert "SGD: diverged run" in legend_texts(fig)
     saved(fig, tmp_path)
 
 
-def test_baselines_are_dashed_with_the_same_colour(selected, tmp_path):
+def test_a_finite_blow_up_does_not_stretch_the_axis(tmp_path):
+    from analyzer_fixtures import run_dict, write_run
+
+    for seed in (42, 43):
+        write_run(tmp_path, run_dict("toy_class", "SGD", 0.1, seed, [.1, .5, .7], [.1, .5, .6]))
+    blown = run_dict("toy_class", "SGD", 10.0, 42, [.1, .1, .1], [.1, .1, .1])
+    for key in ("train_losses", "valid_losses", "test_losses"):
+        blown[key] = [2.3, 4.2e19, 4.2e19]
+    write_run(tmp_path, blown)
+    settings = aggregate(load_results(tmp_path))
+    fig = plots.plot_hyperparameter_sensitivity(settings, "toy_class", "lr", "final", "valid_losses")
+    ax = fig.get_axes()[0]
+    assert ax.get_ylim()[1] < 10
+    assert "SGD: all runs diverged" in legend_texts(fig)
+    rank = plots.plot_final_metric_vs_tuning_rank(settings, "toy_class", "SGD", "valid_losses")
+    assert rank.get_axes()[0].get_ylim()[1] < 10 and "SGD: tuning run diverged" in legend_texts(rank)
+
+
+def test_baselines_are_dashed_with_the_same_colour(tmp_path):
+    from analyzer_fixtures import run_dict, write_run
+
+    data = run_dict("quadratic_deep", "SGD", 0.01, 42, [0, 0, 0], [0, 0, 0], protocol="1.1")
+    for key in ("train_accuracies", "test_accuracies"):
+        data.pop(key)
+    data["batch_size"] = 128
+    write_run(tmp_path, data)
+    ours = select_best(aggregate(load_results(tmp_path, source="ours")), "final", "valid_accuracies")
     baselines = select_best(load_baselines("deepobs-1.1"), "most")
-    both = pd.concat([selected[selected["problem"] == "quadratic_deep"],
-                      baselines[baselines["problem"] == "quadratic_deep"]], ignore_index=True)
+    both = pd.concat([ours, baselines[baselines["problem"] == "quadratic_deep"]], ignore_index=True)
     fig = plots.plot_optimizer_performance(both, "quadratic_deep")
     lines = {line.get_label(): line for line in fig.get_axes()[0].get_lines()}
     assert lines["SGD (deepobs-1.1)"].get_linestyle() == "--"
     assert lines["SGD (deepobs-1.1)"].get_color() == plots.optimizer_color("SGD")
     assert {"Adam (deepobs-1.1)", "Momentum (deepobs-1.1)"} <= set(lines)
+    # The user's run: solid, thicker, marked, in front of the lighter baselines.
+    ours, baseline = lines["SGD"], lines["SGD (deepobs-1.1)"]
+    assert ours.get_linestyle() == "-" and ours.get_marker() not in ("None", "", None)
+    assert ours.get_linewidth() > baseline.get_linewidth() and ours.get_zorder() > baseline.get_zorder()
+    assert (baseline.get_alpha() or 1) < 1
     assert [ax.get_title() for ax in fig.get_axes()] == ["Test Loss", "Train Loss"]  # no accuracy
+    # 2 epochs of protocol 1.1 runs against 100-epoch baselines: said in red, x axis cut.
+    title = fig.legends[0].get_title().get_text()
+    assert "your runs and the baselines differ" in title and "epochs 2 vs 100" in title
+    assert fig.get_axes()[-1].get_xlim()[1] < 3 and plots.legends_fit(fig)
+
+
+def test_protocol_mismatch_names_what_differs():
+    rows = pd.DataFrame({"source": ["ours", "ours", "base"], "protocol": ["1.2", "1.1", "1.1"],
+                         "num_epochs": [1, 1, 100], "batch_size": [128, 128, 128]})
+    assert plots.protocol_mismatch(rows) == ("your runs and the baselines differ: protocol 1.1/1.2 vs 1.1; "
+                                             "epochs 1 vs 100")
+    assert plots.protocol_mismatch(rows[rows["source"] == "ours"]) == ""
+
+
+def test_user_curves_that_share_a_colour_get_distinct_shades_and_markers():
+    look = plots._Look()
+    first = look.style("SGD [protocol 1.1]", "SGD", True)
+    second = look.style("SGD [protocol 1.2]", "SGD", True)
+    baseline = look.style("SGD (deepobs-1.1)", "SGD", False)
+    assert first["color"] != second["color"] and first["marker"] != second["marker"]
+    assert second["ms"] < first["ms"] and second["zorder"] > first["zorder"]  # both stay visible
+    assert baseline["ls"] == "--" and baseline["color"] == plots.optimizer_color("SGD")
 
 
 def test_testset_grid_is_four_by_problems(selected, tmp_path):
@@ -81,10 +142,13 @@ def test_sensitivity_1d_marks_diverged_settings(settings, tmp_path):
     fig = plots.plot_hyperparameter_sensitivity(settings, "toy_class", "lr", "final", "valid_accuracies")
     ax = fig.get_axes()[0]
     assert ax.get_xscale() == "log" and ax.get_xlabel() == "lr"
-    assert ax.get_ylabel() == "final valid accuracy"
-    assert {"Adam", "SGD", "all runs diverged"} <= set(labels(ax))
+    assert ax.get_ylabel() == "final valid accuracy" and fig.deepobs_metric == "valid_accuracies"
+    assert {"Adam", "SGD", "SGD: all runs diverged"} <= set(labels(ax))
     sgd = next(line for line in ax.get_lines() if line.get_label() == "SGD")
-    assert list(sgd.get_ydata()[:2]) == pytest.approx([.75, .8])  # lr .01, .1 (lr 1 diverged: NaN)
+    assert list(sgd.get_ydata()) == pytest.approx([.75, .8])  # lr .01, .1 (lr 1 diverged: on the edge)
+    edge = next(line for line in ax.get_lines() if line.get_label() == "SGD: all runs diverged")
+    assert edge.get_marker() == "v" and list(edge.get_xdata()) == [1.0]  # accuracies: the lower edge
+    assert plots.legends_fit(fig)
     saved(fig, tmp_path)
 
 
@@ -109,10 +173,13 @@ def test_sensitivity_2d_draws_a_contour(tmp_path):
 def test_final_metric_vs_tuning_rank(settings, tmp_path):
     fig = plots.plot_final_metric_vs_tuning_rank(settings, "toy_class", "SGD")
     ax = fig.get_axes()[0]
-    mean = next(line for line in ax.get_lines() if line.get_label().endswith("mean over seeds"))
-    assert list(mean.get_xdata()) == [1, 2, 3]
-    assert list(mean.get_ydata()[:2]) == pytest.approx([.8, .75])
-    assert ax.get_xlabel() == "tuning rank (final valid accuracy)"
+    ranked = next(line for line in ax.get_lines() if line.get_label() == "SGD: ranked on seed 42")
+    assert list(ranked.get_xdata()) == [1, 2] and list(ranked.get_ydata()) == pytest.approx([.9, .75])
+    mean = next(line for line in ax.get_lines() if line.get_label() == "SGD: mean over all seeds")
+    assert list(mean.get_ydata()) == pytest.approx([.8, .75])
+    edge = next(line for line in ax.get_lines() if line.get_label() == "SGD: tuning run diverged")
+    assert list(edge.get_xdata()) == [3]
+    assert ax.get_xlabel() == "tuning rank (final valid accuracy)" and plots.legends_fit(fig)
     saved(fig, tmp_path)
 
 
@@ -122,7 +189,8 @@ def test_lr_sensitivity_v11_style_on_the_shipped_baselines(tmp_path):
     axes = [ax for ax in fig.get_axes() if ax.get_visible()]
     assert [ax.get_title() for ax in axes] == ["quadratic_deep", "fmnist_2c2d"]
     assert axes[0].get_ylabel() == "relative test loss" and axes[1].get_ylabel() == "relative test accuracy"
-    assert all(len(ax.get_lines()) == 3 for ax in axes)
+    assert all(len([l for l in ax.get_lines() if not l.get_label().endswith("diverged")]) == 3 for ax in axes)
+    assert plots.legends_fit(fig)
     best = max(np.nanmax(line.get_ydata()) for line in axes[1].get_lines())
     assert best == pytest.approx(1.0)
     saved(fig, tmp_path)
@@ -133,8 +201,21 @@ def test_performance_profiles_plot(tmp_path):
     fig = plots.plot_performance_profiles(performance_profile(ratios), profile_score(ratios))
     ax = fig.get_axes()[0]
     assert [line.get_label() for line in ax.get_lines()] == ["SGD (score 0.667)", "Adam (score 0.833)"]
-    assert ax.get_ylim()[1] > 1.0
+    assert ax.get_ylim()[1] > 1.0 and plots.legends_fit(fig)
     saved(fig, tmp_path)
+
+
+def test_legends_fit_sees_a_legend_cut_off(tmp_path):
+    fig = plots.new_figure(figsize=(4, 3))
+    ax = fig.subplots()
+    ax.plot([0, 1], [0, 1], label="a label long enough to leave the figure")
+    ax.legend(loc="upper left", bbox_to_anchor=(0.6, 1.0)).set_in_layout(False)
+    assert not plots.legends_fit(fig)
+    fig.savefig(tmp_path / "cut.png")
+    assert not plots.legends_fit(fig, redraw=False)  # as the report checks, after saving
+    ax.get_legend().remove()
+    plots.fit_legend(fig, *ax.get_legend_handles_labels())
+    assert plots.legends_fit(fig)
 
 
 def test_colours_are_stable_per_optimizer():

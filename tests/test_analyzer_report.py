@@ -5,33 +5,51 @@ import re
 import shutil
 import subprocess
 import tempfile
+import warnings
 from pathlib import Path
 
 import pytest
 
 from analyzer_fixtures import build_tree
 from deepobs.analyzer.cli import main
+from deepobs.analyzer.report import build_report
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
                   "--enable-logging=stderr", "--v=0", "--virtual-time-budget=10000", "--dump-dom"]
 # Appended to a copy of the page for the test only: the report itself has no script.
+# Every image decoded, and shown whole: not wider than the page (nothing cut off at the right).
 IMAGE_CHECK = ("<script>window.addEventListener('load', () => { const images = [...document.images];"
                " const broken = images.filter(i => !(i.complete && i.naturalWidth > 0));"
-               " document.body.setAttribute('data-check', `images=${images.length} broken=${broken.length}`);"
+               " const page = document.documentElement.clientWidth;"
+               " const cut = images.filter(i => i.getBoundingClientRect().right > page + 0.5"
+               " || i.getBoundingClientRect().width < 0.5 * Math.min(i.naturalWidth, page));"
+               " document.body.setAttribute('data-check',"
+               " `images=${images.length} broken=${broken.length} cut=${cut.length}`);"
                " });</script>")
 
 
 @pytest.fixture(scope="module")
-def report_dir(tmp_path_factory):
+def report(tmp_path_factory):
     root = build_tree(tmp_path_factory.mktemp("tree") / "results")
     out = tmp_path_factory.mktemp("report")
-    assert main([str(root), "--baselines", "deepobs-1.1", "--out", str(out), "--formats", "png"]) == 0
-    return out
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return build_report(root, out, baselines="deepobs-1.1", formats=("png",))
 
 
-def test_cli_writes_figures_tables_and_report(report_dir):
+@pytest.fixture(scope="module")
+def report_dir(report):
+    return report.html_path.parent
+
+
+def test_every_legend_fits_inside_its_figure(report):
+    assert len(report.legends_fit) >= 6  # performance x2, grid, lr sensitivity, sensitivity, rank, ...
+    assert [name for name, fits in report.legends_fit.items() if not fits] == []
+
+
+def test_report_writes_figures_tables_and_page(report_dir):
     figures = sorted(p.name for p in (report_dir / "figures").iterdir())
     assert "performance_toy_class.png" in figures and "performance_toy_class.pdf" not in figures
     assert "performance_quadratic_deep.png" in figures and "testset_performances.png" in figures
@@ -52,7 +70,11 @@ def test_report_is_self_contained(report_dir):
     assert sources and all(s.startswith("data:image/png;base64,") for s in sources)
     assert "<script" not in page and "http://" not in page and "https://" not in page
     assert "skipped file:" in page and "empty setting folder:" in page  # check_output findings
-    assert "mode <code>final</code> on <code>valid_accuracies</code> (never the test set)" in page
+    # The header names the metric each selection actually used, and the tuning seed.
+    # (toy_class SGD is the one optimizer with settings to choose from).
+    assert "selection: <code>final valid_accuracies on seed 42</code> (never the test set)" in page
+    # 2-epoch runs against the 100-epoch baselines: a visible warning, once.
+    assert page.count("<p class='warning'>⚠ quadratic_deep: your runs and the baselines differ: epochs 2 vs 100") == 1
 
 
 def test_check_flag_and_bad_input(tmp_path, capsys):
@@ -68,7 +90,10 @@ def test_check_flag_and_bad_input(tmp_path, capsys):
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium "
                     "(apt-get install -y chromium)")
-def test_report_renders_in_headless_chromium(report_dir):
+def test_report_renders_in_headless_chromium(report_dir, report):
+    """The page as a browser shows it: every figure decoded and whole, no console error;
+    with :func:`test_every_legend_fits_inside_its_figure`, no legend is cut off."""
+    assert report.legends_fit and all(report.legends_fit.values())
     page = report_dir / "report.html"
     checked = page.with_name("report_checked.html")
     checked.write_text(page.read_text().replace("</body>", IMAGE_CHECK + "</body>"))
@@ -80,7 +105,7 @@ def test_report_renders_in_headless_chromium(report_dir):
         shutil.rmtree(profile, ignore_errors=True)
     assert done.returncode == 0, done.stderr[-2000:]
     images = page.read_text().count("<img ")
-    assert f'data-check="images={images} broken=0"' in done.stdout
+    assert f'data-check="images={images} broken=0 cut=0"' in done.stdout
     console = [line for line in done.stderr.splitlines() if ":CONSOLE" in line]
     assert console == []
 

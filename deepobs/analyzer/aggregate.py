@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from deepobs.analyzer.loading import METRICS
+from deepobs.analyzer.selection import ranking, run_value, setting_value, tuning_seeds
 from deepobs.errors import ConfigurationError
 
 STATS = ("mean", "std", "median", "lower_quartile", "upper_quartile")
@@ -40,6 +41,7 @@ def aggregate_setting(runs: pd.DataFrame, include_diverged: bool = False) -> dic
     Diverged runs are left out of the statistics unless ``include_diverged`` (they are
     still counted in ``n_runs``/``n_diverged``, and their seeds are kept apart).
     """
+    runs = runs.sort_values("seed", kind="stable")  # finals and seed curves follow ``seeds``
     first = runs.iloc[0]
     used = runs if include_diverged else runs[~runs["diverged"]]
     row = {key: first[key] for key in SETTING_KEYS}
@@ -162,14 +164,39 @@ def resolve_metric(settings: pd.DataFrame, metric: str, allow_test: bool = False
     raise ConfigurationError(f"none of {', '.join(fallback_chain(metric))} is in these results")
 
 
+def seed_values(row, metric: str, mode: str = "final") -> dict:
+    """Seed -> the run's value under the selection rule (:mod:`deepobs.analyzer.selection`):
+    its final value, or the best value of its curve (the best of the setting's mean curve
+    where per-seed curves are not stored, as in the compact baselines); NaN for a
+    diverged seed."""
+    values = {}
+    finals = row["finals"].get(metric)
+    finals = [] if finals is None else finals
+    curves = (row.get("seed_curves") or {}).get(metric)
+    for index, seed in enumerate(row["seeds"]):
+        if index >= len(finals):
+            values[int(seed)] = np.nan
+        elif mode != "best":
+            values[int(seed)] = float(finals[index])
+        elif curves is not None and index < len(curves):
+            values[int(seed)] = run_value(curves[index], metric, "best")
+        else:
+            values[int(seed)] = float(row["best"].get(metric, np.nan))
+    values.update({int(seed): np.nan for seed in row["diverged_seeds"]})
+    return values
+
+
 def rank_settings(settings: pd.DataFrame, mode: str = "final", metric: str = "valid_accuracies",
                   allow_test: bool = False) -> pd.DataFrame:
     """Rank the settings of one (source, problem, optimizer), best first.
 
-    Modes as DeepOBS: ``final`` = mean last-epoch value, ``best`` = best value of the
-    mean curve, ``most`` = most seed runs (ties, e.g. all equal, broken by ``final``).
-    Adds ``score`` and ``rank`` columns; ``attrs`` holds ``metric`` and ``note`` (the
-    fallback that was taken, if any).
+    Modes ``final`` and ``best`` apply the rule ``deepobs-tune`` applies
+    (:mod:`deepobs.analyzer.selection`): each setting's mean over the *tuning seeds* (the
+    seeds every setting was run with) of its runs' final value, or of their best epoch;
+    a diverged tuning run ranks the setting last. ``most`` (how the published baselines
+    mark their tuned setting) ranks by the number of seed runs, ties broken by ``final``.
+    Adds ``score`` and ``rank`` columns; ``attrs`` holds ``metric``, ``note`` (the
+    fallback that was taken, if any), ``mode`` and ``tuning_seeds``.
     """
     if mode not in MODES:
         raise ConfigurationError(f"unknown mode {mode!r}; allowed: {', '.join(MODES)}")
@@ -177,24 +204,24 @@ def rank_settings(settings: pd.DataFrame, mode: str = "final", metric: str = "va
     if note:
         warnings.warn(note, stacklevel=2)
     ranked = settings.copy()
-    if mode == "best":
-        ranked["score"] = [row["best"].get(used, np.nan) for _, row in ranked.iterrows()]
-    else:
-        ranked["score"] = [final_mean(row, used) for _, row in ranked.iterrows()]
-    # Sort so that better scores come first; NaN (all seeds diverged) always last.
-    sign = -1.0 if is_accuracy(used) else 1.0
-    order_score = (sign * ranked["score"]).fillna(np.inf)
-    keys = pd.DataFrame({"score": order_score, "runs": -ranked["n_runs"]})
-    by = ["runs", "score"] if mode == "most" else ["score"]
+    values = [seed_values(row, used, "best" if mode == "best" else "final") for _, row in ranked.iterrows()]
+    seeds = tuning_seeds(values)
+    if not seeds and len(values) > 1:
+        note = (note + "; " if note else "") + ("the settings share no seed: ranked on each setting's mean "
+                                                "over its own seeds")
+    ranked["score"] = [setting_value(v, seeds) for v in values]
+    order = ranking(list(ranked["score"]), used)
     if mode == "most":
         top = (ranked["n_runs"] == ranked["n_runs"].max()).sum()
         if top == 1:
             note = ""  # the run count alone decided; the metric was not needed
         elif top == len(ranked) and len(ranked) > 1:
             note = (note + "; " if note else "") + "all settings have the same number of runs, ranked by final"
-    ranked = ranked.loc[keys.sort_values(by, kind="stable").index].reset_index(drop=True)
+        position = {index: place for place, index in enumerate(order)}
+        order = sorted(order, key=lambda index: (-ranked["n_runs"].iloc[index], position[index]))
+    ranked = ranked.iloc[order].reset_index(drop=True)
     ranked["rank"] = np.arange(1, len(ranked) + 1)
-    ranked.attrs.update(metric=used, note=note, mode=mode)
+    ranked.attrs.update(metric=used, note=note, mode=mode, tuning_seeds=seeds)
     return ranked
 
 
@@ -211,6 +238,8 @@ def select_best(settings: pd.DataFrame, mode: str = "final", metric: str = "vali
             ranked = rank_settings(group, mode, metric, allow_test)
         best = ranked.iloc[0].copy()
         best["metric_used"] = ranked.attrs["metric"]
+        best["tuning_seeds"] = tuple(ranked.attrs["tuning_seeds"])
+        best["n_candidates"] = len(ranked)
         best["selection_note"] = ranked.attrs["note"] if len(ranked) > 1 else ""  # nothing to rank
         chosen.append(best)
     if not chosen:

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from deepobs import result_schema
+from deepobs.analyzer.divergence import run_divergence
 from deepobs.errors import DataError
 from deepobs.safe_names import printable
 
@@ -172,11 +173,8 @@ def normalize_run(data: dict, path: Path) -> dict:
         if curve is not None and len(curve) != num_epochs + 1:
             raise DataError(f"{path}: {metric} has {len(curve)} entries, expected num_epochs+1 = {num_epochs + 1}")
         record[metric] = curve
-    losses = [record[m] for m in ("train_losses", "valid_losses", "test_losses") if record[m] is not None]
-    non_finite = any(not np.all(np.isfinite(c)) for c in losses)
-    record["diverged"] = bool(data.get("diverged", False)) or non_finite
-    diverged_at = data.get("diverged_at") or {}
-    record["diverged_epoch"] = diverged_at.get("epoch") if isinstance(diverged_at, dict) else None
+    # One definition of divergence (deepobs.analyzer.divergence), shared with the tuner.
+    record["diverged"], record["diverged_epoch"] = run_divergence(data)
     for key in ("train_times", "eval_times"):
         record[key] = _curve(data.get(key))
     for key in PROVENANCE_KEYS:

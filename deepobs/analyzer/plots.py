@@ -1,21 +1,34 @@
 """Paper figures from setting tables (reference §4.1): performance vs baselines, the
 test-set grid, hyperparameter sensitivity, tuning rank, v1.1 lr sensitivity, and
-performance profiles. Uses matplotlib's object API (no pyplot state, no display)."""
+performance profiles. Uses matplotlib's object API (no pyplot state, no display).
+
+Conventions of every figure: the user's runs are solid, thick and marked, each with its
+own colour shade and marker; baselines are dashed and lighter. Legends sit below the
+axes and are checked to fit inside the figure. A diverged run (the rule of
+:mod:`deepobs.analyzer.divergence`) is never scaled into an axis: it is a marker on the
+axis edge (top for losses, bottom for accuracies) whose legend entry says whose it is.
+Bands are clipped where the metric cannot go (losses >= 0, accuracies in [0, 1]).
+"""
 
 from __future__ import annotations
 
+import textwrap
 import zlib
 from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
 import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import to_hex, to_rgb
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator, NullFormatter
 
 from deepobs.analyzer.aggregate import (
     final_mean, is_accuracy, performance_metric, rank_settings, resolve_metric,
 )
+from deepobs.analyzer.divergence import LOSS_BOUND
 from deepobs.errors import ConfigurationError
 
 #: Fixed colours of the common optimizers, so they match across every figure.
@@ -27,6 +40,14 @@ PANELS = (("test_losses", "Test Loss"), ("train_losses", "Train Loss"),
           ("test_accuracies", "Test Accuracy"), ("train_accuracies", "Train Accuracy"))
 WHICH = ("mean_and_std", "median_and_quartiles")
 DIVERGED_COLOR = "#b00020"
+WARNING_COLOR = "#b00020"
+#: Line styles: the user's runs in front, solid and marked; baselines dashed and lighter.
+OURS_STYLE = {"ls": "-", "lw": 2.0, "alpha": 1.0, "zorder": 4}
+BASELINE_STYLE = {"ls": "--", "lw": 1.3, "alpha": 0.6, "zorder": 2}
+OURS_MARKERS = ("o", "s", "D", "P", "X", "*")
+#: The x axis of a performance plot is cut to the user's epochs when baselines run
+#: more than this many times longer (else the user's curves are a sliver).
+EPOCH_RATIO_CUT = 2.0
 
 
 def metric_label(metric: str) -> str:
@@ -43,12 +64,23 @@ def optimizer_color(name: str) -> str:
     return OTHER_COLORS[zlib.crc32(name.encode()) % len(OTHER_COLORS)]
 
 
+def new_figure(**kwargs) -> Figure:
+    """A constrained-layout figure with an Agg canvas (so legends can be measured)."""
+    fig = Figure(layout="constrained", **kwargs)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _is_ours(row, primary: Optional[str]) -> bool:
+    return primary is None or row["source"] == primary
+
+
 def _label(row, primary: Optional[str]) -> str:
-    return row["optimizer"] if primary is None or row["source"] == primary else f"{row['optimizer']} ({row['source']})"
+    return row["optimizer"] if _is_ours(row, primary) else f"{row['optimizer']} ({row['source']})"
 
 
 def _line_style(row, primary: Optional[str]) -> str:
-    return "-" if primary is None or row["source"] == primary else "--"
+    return "-" if _is_ours(row, primary) else "--"
 
 
 def _primary(rows: pd.DataFrame) -> Optional[str]:
@@ -56,58 +88,241 @@ def _primary(rows: pd.DataFrame) -> Optional[str]:
     return sources[0] if len(sources) > 1 else None
 
 
-def _band(stats: dict, which: str):
+def _shade(color: str, index: int) -> str:
+    """The ``index``-th shade of a colour (0: itself; then darker), for the user's curves
+    that share an optimizer's colour (e.g. one optimizer under two protocols)."""
+    if index == 0:
+        return color
+    factor = 0.6 ** index
+    return to_hex(tuple(c * factor for c in to_rgb(color)))
+
+
+class _Look:
+    """Colour, style and marker of every curve of one figure, by legend label."""
+
+    def __init__(self):
+        self.colors, self.markers, self._shades, self._shade_of = {}, {}, {}, {}
+
+    def new_panel(self) -> None:
+        """Start a new panel: shades count again from the optimizer's own colour (a label
+        already seen keeps its look, so one legend serves every panel)."""
+        self._shades = {}
+
+    def style(self, label: str, optimizer: str, ours: bool) -> dict:
+        """Keyword arguments for ``ax.plot`` of the curve called ``label``."""
+        if label not in self.colors:
+            base = optimizer_color(optimizer)
+            if ours:
+                shade = self._shades.get(base, 0)
+                self._shades[base] = shade + 1
+                self._shade_of[label] = shade
+                self.colors[label] = _shade(base, shade)
+                self.markers[label] = OURS_MARKERS[len(self.markers) % len(OURS_MARKERS)]
+            else:
+                self.colors[label] = base
+        style = dict(OURS_STYLE if ours else BASELINE_STYLE, color=self.colors[label], label=label)
+        if ours:
+            # Later curves thinner, with smaller markers, drawn on top: where two of the
+            # user's curves coincide, both stay visible (a ring inside a ring).
+            index = self._shade_of[label]
+            style.update(marker=self.markers[label], ms=max(3.5, 7.5 - 1.3 * index),
+                         lw=max(1.0, 2.6 - 0.5 * index), zorder=4 + index)
+        return style
+
+
+def _clip_to_domain(values: np.ndarray, metric: str) -> np.ndarray:
+    """Losses cannot go below 0, accuracies not outside [0, 1] (std bands can)."""
+    return np.clip(values, 0.0, 1.0) if is_accuracy(metric) else np.clip(values, 0.0, None)
+
+
+def _band(stats: dict, which: str, metric: str = "train_losses"):
     if which == "mean_and_std":
-        return stats["mean"], stats["mean"] - stats["std"], stats["mean"] + stats["std"]
-    return stats["median"], stats["lower_quartile"], stats["upper_quartile"]
+        center, low, high = stats["mean"], stats["mean"] - stats["std"], stats["mean"] + stats["std"]
+    else:
+        center, low, high = stats["median"], stats["lower_quartile"], stats["upper_quartile"]
+    return center, _clip_to_domain(low, metric), _clip_to_domain(high, metric)
 
 
-def _robust_ylim(ax, values: list, metric: str) -> None:
-    """Cut the untrained epoch-0 spike (DeepOBS uses the 20th/80th percentiles)."""
-    data = np.concatenate([v[np.isfinite(v)] for v in values if v is not None and len(v)] or [np.array([])])
-    if data.size < 2:
+def _finite(arrays) -> np.ndarray:
+    arrays = [np.asarray(a, float) for a in arrays if a is not None and len(a)]
+    data = np.concatenate(arrays) if arrays else np.array([])
+    return data[np.isfinite(data)]
+
+
+def _set_ylim(ax, ours: list, baselines: list, metric: str) -> None:
+    """Fit the user's values entirely and the baselines' bulk (cut at their 80th/20th
+    percentile, as DeepOBS cuts the untrained spike), with a margin, inside the metric's
+    domain."""
+    mine, theirs = _finite(ours), _finite(baselines)
+    if mine.size + theirs.size == 0:
+        return
+    every = np.concatenate([mine, theirs])
+    if is_accuracy(metric):
+        high = every.max()
+        low = min(([mine.min()] if mine.size else []) + ([np.percentile(theirs, 20)] if theirs.size else []))
+    else:
+        low = every.min()
+        high = max(([mine.max()] if mine.size else []) + ([np.percentile(theirs, 80)] if theirs.size else []))
+    with np.errstate(over="ignore", invalid="ignore"):
+        pad = 0.06 * (high - low) if high > low else 0.05 * max(abs(high), 1e-3)
+        low, high = low - pad, high + pad
+    if not (np.isfinite(low) and np.isfinite(high)):  # values near the float limit: autoscale
         return
     if is_accuracy(metric):
-        low, high = np.percentile(data, 20) * 0.9, data.max()
-    else:
-        low, high = data.min(), np.percentile(data, 80) * 1.1
-    with np.errstate(over="ignore", invalid="ignore"):
-        pad = 0.05 * (high - low)
-        limits = (low - pad, high + pad)
-    if high > low and np.all(np.isfinite(limits)):  # values near the float limit: autoscale
-        ax.set_ylim(*limits)
+        low, high = max(low, -0.02), min(high, 1.02)
+    elif every.min() >= 0:
+        low = max(low, 0.0)
+    ax.set_ylim(low, high)
 
 
-def _draw_curves(ax, rows: pd.DataFrame, metric: str, which: str, primary: Optional[str]) -> list:
-    """Draw each setting's curve with its band and its diverged runs; return the values."""
-    drawn = []
+def edge_markers(ax, xs, metric: str, color: str, label: str, ours: bool = True) -> None:
+    """Diverged settings or runs at ``xs``: triangles on the axis edge a value beyond the
+    scale would be at (top for losses, bottom for accuracies), filled for the user's runs,
+    hollow for baselines; ``label`` says whose they are."""
+    if not len(xs):
+        return
+    top = not is_accuracy(metric)
+    ax.plot(list(xs), [1.0 if top else 0.0] * len(xs), "^" if top else "v", ls="",
+            transform=ax.get_xaxis_transform(), clip_on=False, ms=8, mew=1.5, mec=color,
+            mfc=color if ours else "white", label=label, zorder=7 if ours else 6)
+
+
+def fit_legend(fig: Figure, handles: list, labels: list, max_columns: int = 4, fontsize: float = 8,
+               warning: str = ""):
+    """A figure legend below the axes with as many columns (at most ``max_columns``) as
+    fit inside the figure's width; a ``warning`` is its title, in red. Returns it."""
+    legend = None
+    title = None
+    if warning:
+        title = "\n".join(textwrap.wrap("⚠ " + warning, _characters(fig, fontsize + 1)))
+    # Start from the columns the text's width allows (each measure is a layout pass).
+    longest = max((len(label) for label in labels), default=1) + 6
+    start = max(1, min(max_columns, len(labels), _characters(fig, fontsize) // longest))
+    for columns in range(start, 0, -1):
+        if legend is not None:
+            legend.remove()
+        legend = fig.legend(handles, labels, loc="outside lower center", ncol=columns, fontsize=fontsize,
+                            title=title, title_fontsize=fontsize + 1)
+        if title:
+            legend.get_title().set_color(WARNING_COLOR)
+        if legends_fit(fig):
+            break
+    return legend
+
+
+def _characters(fig: Figure, fontsize: float) -> int:
+    """About how many characters of text at ``fontsize`` fit in the figure's width."""
+    return max(30, int(0.9 * fig.get_figwidth() * 72 / (0.6 * fontsize)))
+
+
+def legends_fit(fig: Figure, redraw: bool = True) -> bool:
+    """Whether every legend of ``fig`` (figure and axes legends) lies inside the figure.
+    ``redraw=False`` measures the last drawn layout (e.g. right after ``savefig``)."""
+    if not isinstance(fig.canvas, FigureCanvasAgg):
+        FigureCanvasAgg(fig)
+        redraw = True
+    if redraw:
+        fig.draw_without_rendering()
+    renderer = fig.canvas.get_renderer()
+    frame = fig.bbox
+    legends = list(fig.legends) + [ax.get_legend() for ax in fig.get_axes() if ax.get_legend() is not None]
+    for legend in legends:
+        box = legend.get_window_extent(renderer)
+        if box.x0 < frame.x0 - 1 or box.x1 > frame.x1 + 1 or box.y0 < frame.y0 - 1 or box.y1 > frame.y1 + 1:
+            return False
+    return True
+
+
+def _unique_handles(axes) -> tuple:
+    handles = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, handle)
+    return list(handles.values()), list(handles.keys())
+
+
+def protocol_mismatch(rows: pd.DataFrame, primary: Optional[str] = None) -> str:
+    """A one-line warning when the user's runs and the baselines among ``rows`` differ in
+    protocol, number of epochs or batch size; '' when they do not (or there are no
+    baselines). ``primary`` is the user's source (default: the first one)."""
+    primary = primary or _primary(rows)
+    if primary is None:
+        return ""
+    ours, theirs = rows[rows["source"] == primary], rows[rows["source"] != primary]
+    if ours.empty or theirs.empty:
+        return ""
+    parts = []
+    for column, name in (("protocol", "protocol"), ("num_epochs", "epochs"), ("batch_size", "batch size")):
+        mine = sorted({str(v) for v in ours[column]}, key=_natural)
+        other = sorted({str(v) for v in theirs[column]}, key=_natural)
+        if mine != other:
+            parts.append(f"{name} {'/'.join(mine)} vs {'/'.join(other)}")
+    return ("your runs and the baselines differ: " + "; ".join(parts)) if parts else ""
+
+
+def _natural(text: str):
+    try:
+        return (0, float(text), text)
+    except ValueError:
+        return (1, 0.0, text)
+
+
+def _epoch_limit(rows: pd.DataFrame, primary: Optional[str]) -> Optional[int]:
+    """The user's longest run in epochs, when the baselines run much longer (the x axis
+    is then cut there, and the figure says so); else None."""
+    if primary is None:
+        return None
+    ours = rows[rows["source"] == primary]["num_epochs"]
+    theirs = rows[rows["source"] != primary]["num_epochs"]
+    if ours.empty or theirs.empty or theirs.max() <= EPOCH_RATIO_CUT * ours.max():
+        return None
+    return int(ours.max())
+
+
+def _draw_curves(ax, rows: pd.DataFrame, metric: str, which: str, primary: Optional[str],
+                 look: _Look, last_epoch: Optional[int] = None) -> tuple:
+    """Draw each setting's curve with its clipped band and its diverged runs; return the
+    visible curve values of the user's runs and of the baselines (for the y range)."""
+    ours, theirs = [], []
     for _, row in rows.iterrows():
         stats = row["curves"].get(metric)
-        color = optimizer_color(row["optimizer"])
+        mine = _is_ours(row, primary)
+        style = look.style(_label(row, primary), row["optimizer"], mine)
+        color = style["color"]
         if stats is not None:
-            center, low, high = _band(stats, which)
+            center, low, high = _band(stats, which, metric)
             epochs = np.arange(len(center))
-            ax.plot(epochs, center, _line_style(row, primary), color=color, label=_label(row, primary), lw=1.5)
-            ax.fill_between(epochs, low, high, color=color, alpha=0.3 if _line_style(row, primary) == "-" else 0.12,
-                            lw=0)
-            drawn += [center, low, high]
-        for curve in (row.get("diverged_curves") or {}).get(metric, []):
+            if mine:
+                style["markevery"] = max(1, len(center) // 12)
+            ax.plot(epochs, center, **style)
+            ax.fill_between(epochs, low, high, color=color, alpha=0.25 if mine else 0.1, lw=0,
+                            zorder=style["zorder"] - 1)
+            # The y range ignores the untrained epoch 0, what lies beyond the x axis and
+            # (with --include-diverged) a mean blown up past the divergence bound.
+            stop = None if last_epoch is None else last_epoch + 1
+            visible = center[1:stop] if len(center) > 1 else center
+            if not is_accuracy(metric) and np.isfinite(center[0]) and center[0] > 0:
+                visible = visible[visible <= LOSS_BOUND * center[0]]
+            (ours if mine else theirs).append(visible)
+        diverged = (row.get("diverged_curves") or {}).get(metric, [])
+        for curve in diverged:
             ax.plot(np.arange(len(curve)), curve, ":", color=color, lw=1.0)
-            if len(curve):
-                ax.plot(len(curve) - 1, curve[-1], "x", color=DIVERGED_COLOR, ms=7, mew=2)
-            drawn.append(curve)
-    return drawn
+        edge_markers(ax, [len(curve) for curve in diverged], metric, color,
+                     f"{style['label']}: diverged run", mine)
+    return ours, theirs
 
 
 def _diverged_handle() -> Line2D:
-    return Line2D([], [], ls=":", color="grey", marker="x", mec=DIVERGED_COLOR, label="diverged run")
+    return Line2D([], [], ls=":", color="grey", marker="^", mec=DIVERGED_COLOR, label="diverged run")
 
 
 def plot_optimizer_performance(selected: pd.DataFrame, problem: str, which: str = "mean_and_std",
                                thresholds: Optional[dict] = None) -> Figure:
     """DeepOBS's 4-panel plot (test/train loss, test/train accuracy vs epochs) of the
     selected setting of every optimizer on one problem, baselines dashed. Problems
-    without an accuracy (quadratic, VAEs) get the two loss panels only."""
+    without an accuracy (quadratic, VAEs) get the two loss panels only. When the user's
+    runs and the baselines differ in protocol, epochs or batch size the figure says so,
+    and when the baselines run much longer the x axis stops at the user's last epoch."""
     if which not in WHICH:
         raise ConfigurationError(f"unknown which {which!r}; allowed: {', '.join(WHICH)}")
     rows = selected[selected["problem"] == problem]
@@ -115,33 +330,40 @@ def plot_optimizer_performance(selected: pd.DataFrame, problem: str, which: str 
         raise ConfigurationError(f"no selected settings for problem {problem!r}")
     primary = _primary(rows)
     panels = PANELS if any("test_accuracies" in r["curves"] for _, r in rows.iterrows()) else PANELS[:2]
-    fig = Figure(figsize=(7, 2.5 * len(panels)), layout="constrained")
+    fig = new_figure(figsize=(7, 2.4 * len(panels) + 1.0))
     axes = fig.subplots(len(panels), 1, sharex=True)
-    any_diverged = any((r.get("diverged_curves") or {}) for _, r in rows.iterrows())
+    look, last_epoch = _Look(), _epoch_limit(rows, primary)
     for ax, (metric, title) in zip(axes, panels):
-        _performance_panel(ax, rows, metric, title, which, primary, thresholds, problem)
+        _performance_panel(ax, rows, metric, title, which, primary, thresholds, problem, look, last_epoch)
     axes[-1].set_xlabel("epoch")
-    handles, labels = axes[0].get_legend_handles_labels()
-    if any_diverged:
-        handles.append(_diverged_handle())
-    axes[0].legend(handles=handles, fontsize=8, loc="upper right")
+    axes[-1].xaxis.set_major_locator(MaxNLocator(integer=True))
+    if last_epoch is not None:
+        axes[-1].set_xlim(-0.02 * last_epoch, last_epoch * 1.02)
+    warning = protocol_mismatch(rows, primary)
+    if warning and last_epoch is not None:
+        warning += f" (x axis cut at your {last_epoch} epochs)"
+    fit_legend(fig, *_unique_handles(axes), max_columns=3, warning=warning)
     fig.suptitle(f"{problem}: selected settings ({'mean ± std' if which == 'mean_and_std' else 'median, quartiles'})")
     return fig
 
 
-def _performance_panel(ax, rows, metric, title, which, primary, thresholds, problem) -> None:
+def _performance_panel(ax, rows, metric, title, which, primary, thresholds, problem,
+                       look: Optional[_Look] = None, last_epoch: Optional[int] = None) -> None:
     ax.set_title(title, fontsize=10)
     ax.set_ylabel(title)
     ax.grid(alpha=0.3)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if not any(metric in r["curves"] for _, r in rows.iterrows()):
         ax.text(0.5, 0.5, f"{problem} has no accuracy", ha="center", va="center",
                 transform=ax.transAxes, color="grey")
         ax.set_yticks([])
         return
-    drawn = _draw_curves(ax, rows, metric, which, primary)
+    ours, theirs = _draw_curves(ax, rows, metric, which, primary, look or _Look(), last_epoch)
     if thresholds and metric == performance_metric(rows.iloc[0]) and problem in thresholds:
         ax.axhline(thresholds[problem], color="grey", lw=1, ls="-.", label="convergence threshold")
-    _robust_ylim(ax, drawn, metric)
+        ours.append(np.array([thresholds[problem]]))  # keep the threshold in view
+    _set_ylim(ax, ours, theirs, metric)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def plot_testset_performances(selected: pd.DataFrame, problems: Optional[Sequence[str]] = None,
@@ -150,25 +372,31 @@ def plot_testset_performances(selected: pd.DataFrame, problems: Optional[Sequenc
     problems = list(problems or sorted(selected["problem"].unique()))
     if not problems:
         raise ConfigurationError("no problems to plot")
-    fig = Figure(figsize=(3.2 * len(problems) + 1, 9), layout="constrained")
+    fig = new_figure(figsize=(3.2 * len(problems) + 1, 10))
     axes = np.asarray(fig.subplots(4, len(problems), squeeze=False))
     primary = _primary(selected)
+    look = _Look()
+    warnings = []
     for column, problem in enumerate(problems):
         rows = selected[selected["problem"] == problem]
+        last_epoch = _epoch_limit(rows, primary)
+        look.new_panel()
         for row_index, (metric, title) in enumerate(PANELS):
             ax = axes[row_index, column]
-            _performance_panel(ax, rows, metric, title, which, primary, None, problem)
+            _performance_panel(ax, rows, metric, title, which, primary, None, problem, look, last_epoch)
+            if last_epoch is not None:
+                ax.set_xlim(-0.02 * last_epoch, last_epoch * 1.02)
             if row_index == 0:
                 ax.set_title(f"{problem}\n{title}", fontsize=10)
             if column:
                 ax.set_ylabel("")
         axes[-1, column].set_xlabel("epoch")
-    handles = {}
-    for ax in axes.flat:
-        for handle, label in zip(*ax.get_legend_handles_labels()):
-            handles.setdefault(label, handle)
-    fig.legend(list(handles.values()), list(handles.keys()), loc="outside lower center",
-               ncol=min(6, max(1, len(handles))), fontsize=9)
+        axes[-1, column].xaxis.set_major_locator(MaxNLocator(integer=True))
+        mismatch = protocol_mismatch(rows, primary)
+        if mismatch:
+            warnings.append(f"{problem}: {mismatch.split(': ', 1)[1]}")
+    fit_legend(fig, *_unique_handles(axes.flat), max_columns=6, fontsize=9,
+               warning=("your runs and the baselines differ: " + " | ".join(warnings)) if warnings else "")
     return fig
 
 
@@ -184,43 +412,116 @@ def _score(row, metric: str, mode: str) -> float:
     return row["best"].get(metric, np.nan) if mode == "best" else final_mean(row, metric)
 
 
+def _off_scale(values: np.ndarray, metric: str) -> np.ndarray:
+    """Values no axis is scaled to: not finite, or (losses) above LOSS_BOUND x the
+    smallest value shown: a blow-up the per-run rule could not see (e.g. baselines
+    stored without their curves)."""
+    values = np.asarray(values, float)
+    bad = ~np.isfinite(values)
+    if not is_accuracy(metric) and (~bad).any():
+        floor = np.min(np.abs(values[~bad]))
+        if floor > 0:
+            bad |= np.where(bad, False, values > LOSS_BOUND * floor)
+    return bad
+
+
+def _all_diverged(settings: pd.DataFrame) -> np.ndarray:
+    """Per setting: whether every one of its runs diverged."""
+    return (settings["n_diverged"] >= settings["n_runs"]).to_numpy(bool)
+
+
+def _protocol_labels(rows: pd.DataFrame, primary: Optional[str]) -> dict:
+    """(source, optimizer, protocol) -> legend label; ``[protocol p]`` is added where one
+    optimizer of one source has settings under several protocols."""
+    labels = {}
+    for (source, optimizer), group in rows.groupby(["source", "optimizer"], sort=True):
+        protocols = sorted(group["protocol"].astype(str).unique())
+        for protocol in protocols:
+            base = _label(group.iloc[0], primary)
+            labels[(source, optimizer, protocol)] = base + (f" [protocol {protocol}]" if len(protocols) > 1 else "")
+    return labels
+
+
+def _split_by_other_hyperparams(group: pd.DataFrame, hyperparam: str) -> list:
+    """``[(label suffix, rows)]``: the settings split by the values of the other
+    hyperparameters that vary among them (``" (momentum=0.9)"``), so that one line
+    joins only settings that differ in ``hyperparam``."""
+    names = sorted({k for hp in group["hyperparams"] for k in hp if k != hyperparam})
+    varying = [n for n in names if len({repr(hp.get(n)) for hp in group["hyperparams"]}) > 1]
+    if not varying:
+        return [("", group)]
+    keys = [tuple(repr(hp.get(n)) for n in varying) for hp in group["hyperparams"]]
+    out = []
+    for key in sorted(set(keys), key=lambda k: [_natural(v) for v in k]):
+        rows = group[[k == key for k in keys]]
+        values = rows.iloc[0]["hyperparams"]
+        out.append((" (" + ", ".join(f"{n}={values.get(n)}" for n in varying) + ")", rows))
+    return out
+
+
 def plot_hyperparameter_sensitivity(settings: pd.DataFrame, problem: str, hyperparam: str = "lr",
                                     mode: str = "final", metric: str = "valid_accuracies",
                                     xscale: str = "log", plot_std: bool = True) -> Figure:
-    """The metric (final or best mean) vs one hyperparameter, per optimizer; every seed's
-    final value as a marker with a min-max line; settings whose runs all diverged as red
-    triangles on the lower edge."""
+    """The metric (final or best mean) vs one hyperparameter, per optimizer (and
+    protocol); every seed's final value as a marker with a min-max line; settings whose
+    runs all diverged as triangles on the axis edge, labelled with whose they are.
+    Optimizers without the metric (e.g. protocol-1.1 baselines have no validation split)
+    are left out and named under the title. ``fig.deepobs_metric`` is the metric drawn."""
     rows = settings[settings["problem"] == problem]
     if rows.empty:
         raise ConfigurationError(f"no settings for problem {problem!r}")
     metric, note = resolve_metric(rows, metric, allow_test=True)
     primary = _primary(rows)
-    fig = Figure(figsize=(7, 4.5), layout="constrained")
+    names = _protocol_labels(rows, primary)
+    fig = new_figure(figsize=(7, 5))
     ax = fig.subplots()
-    diverged_x = []
-    for (source, optimizer), group in rows.groupby(["source", "optimizer"], sort=True):
-        group = group.assign(_x=_setting_values(group, hyperparam)).sort_values("_x")
-        scores = np.array([_score(r, metric, mode) for _, r in group.iterrows()])
-        color = optimizer_color(optimizer)
-        first = group.iloc[0]
-        ax.plot(group["_x"], scores, _line_style(first, primary), marker="o", ms=4, color=color,
-                label=_label(first, primary))
+    look, lacking, drawn = _Look(), [], []
+    groups = sorted(rows.groupby(["source", "optimizer", "protocol"], sort=True),
+                    key=lambda item: item[0][0] != (primary or item[0][0]))  # the user's runs first
+    for (source, optimizer, protocol), group in groups:
+        label = names[(source, optimizer, str(protocol))]
+        if not any(metric in r["finals"] for _, r in group.iterrows()):
+            lacking.append(label)
+            continue
+        # One line per value of the other hyperparameters that vary (e.g. momentum).
+        for suffix, line in _split_by_other_hyperparams(group, hyperparam):
+            line = line.assign(_x=_setting_values(line, hyperparam)).sort_values("_x", kind="stable")
+            scores = np.array([_score(r, metric, mode) for _, r in line.iterrows()])
+            drawn.append((label + suffix, optimizer, _is_ours(line.iloc[0], primary), line, scores))
+    everything = np.concatenate([d[4] for d in drawn]) if drawn else np.array([])
+    off = _off_scale(everything, metric)
+    if drawn:  # a setting whose runs all diverged is one even when --include-diverged averaged them
+        off |= np.concatenate([_all_diverged(d[3]) for d in drawn])
+    start, shown = 0, [everything[~off]]
+    for label, optimizer, mine, group, scores in drawn:
+        bad = off[start:start + len(scores)]
+        start += len(scores)
+        style = look.style(label, optimizer, mine)
+        ax.plot(group["_x"][~bad], scores[~bad], **style)
         if plot_std:
-            for x, (_, row) in zip(group["_x"], group.iterrows()):
+            for x, (_, row), skip in zip(group["_x"], group.iterrows(), bad):
                 finals = row["finals"].get(metric, np.array([]))
-                if len(finals) > 1:
+                if len(finals) > 1 and not skip:
                     ax.plot([x, x], [np.min(finals), np.max(finals)], color="grey", lw=1, alpha=0.7)
-                    ax.plot(np.full(len(finals), x), finals, "x", color=color, ms=4, alpha=0.7)
-        diverged_x += [x for x, (_, r) in zip(group["_x"], group.iterrows()) if r["n_used"] == 0]
-    if diverged_x:
-        ax.plot(diverged_x, np.zeros(len(diverged_x)), "v", color=DIVERGED_COLOR, ms=7,
-                transform=ax.get_xaxis_transform(), clip_on=False, label="all runs diverged")
+                    ax.plot(np.full(len(finals), x), finals, "x", color=style["color"], ms=4, alpha=0.7)
+                    shown.append(np.asarray(finals, float))
+        edge_markers(ax, list(group["_x"][bad]), metric, style["color"], f"{label}: all runs diverged", mine)
+    _set_ylim(ax, shown, [], metric)
     ax.set_xscale(xscale)
     ax.set_xlabel(hyperparam)
     ax.set_ylabel(f"{mode} {metric_label(metric)}")
-    ax.set_title(f"{problem}: sensitivity to {hyperparam}" + (f"\n({note})" if note else ""), fontsize=10)
+    # The metric is on the y axis (a fallback is noted once, in the report); what could
+    # not be drawn is said here, wrapped to the figure's width.
+    title = f"{problem}: {mode} {metric_label(metric)} vs {hyperparam}"
+    if lacking:
+        title += "\n" + "\n".join(textwrap.wrap(f"(not shown, no {metric_label(metric)}: {', '.join(lacking)})",
+                                                _characters(fig, 10)))
+    ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        fit_legend(fig, handles, labels, max_columns=3)
+    fig.deepobs_metric = metric
     return fig
 
 
@@ -238,7 +539,7 @@ def plot_hyperparameter_sensitivity_2d(settings: pd.DataFrame, problem: str, opt
     metric, note = resolve_metric(rows, metric, allow_test=True)
     x, y = (_setting_values(rows, name) for name in hyperparams)
     z = np.array([_score(r, metric, mode) for _, r in rows.iterrows()])
-    fig = Figure(figsize=(6, 4.5), layout="constrained")
+    fig = new_figure(figsize=(6, 4.8))
     ax = fig.subplots()
     ok = np.isfinite(z)
     tx = np.log10(x) if xscale == "log" else x
@@ -251,40 +552,68 @@ def plot_hyperparameter_sensitivity_2d(settings: pd.DataFrame, problem: str, opt
     if not spread:
         fig.colorbar(points, ax=ax, label=f"{mode} {metric_label(metric)}")
     if (~ok).any():
-        ax.scatter(x[~ok], y[~ok], marker="x", color=DIVERGED_COLOR, s=40, label="diverged", zorder=3)
-        ax.legend(fontsize=8)
+        ax.scatter(x[~ok], y[~ok], marker="x", color=DIVERGED_COLOR, s=40,
+                   label=f"{optimizer}: all runs diverged", zorder=3)
+        fit_legend(fig, *ax.get_legend_handles_labels(), max_columns=2)
     ax.set_xscale(xscale)
     ax.set_yscale(yscale)
+    # Room around the outer settings, so their markers are not cut by the frame.
+    for values, scale, setter in ((x, xscale, ax.set_xlim), (y, yscale, ax.set_ylim)):
+        low, high = np.min(values), np.max(values)
+        if scale == "log" and low > 0:
+            factor = (high / low) ** 0.05 if high > low else 1.5
+            setter(low / factor, high * factor)
+        else:
+            pad = 0.05 * (high - low) if high > low else 0.5 * max(abs(high), 1.0)
+            setter(low - pad, high + pad)
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel(hyperparams[0])
     ax.set_ylabel(hyperparams[1])
     ax.set_title(f"{problem}, {optimizer}" + (f" ({note})" if note else ""), fontsize=10)
+    fig.deepobs_metric = metric
     return fig
 
 
 def plot_final_metric_vs_tuning_rank(settings: pd.DataFrame, problem: str, optimizer: str,
                                      metric: str = "valid_accuracies", mode: str = "final") -> Figure:
-    """Every seed's final value and the mean vs the setting's tuning rank."""
+    """The value each setting was ranked on (its tuning seeds' mean, the rule of
+    :mod:`deepobs.analyzer.selection`), every seed's final value and the mean over all
+    seeds, vs the setting's tuning rank; settings whose tuning runs diverged as triangles
+    on the axis edge. Settings without the metric (another protocol) are left out."""
     rows = settings[(settings["problem"] == problem) & (settings["optimizer"] == optimizer)]
     if rows.empty:
         raise ConfigurationError(f"no settings for {optimizer} on {problem}")
-    first_source = rows["source"].iloc[0]
-    ranked = rank_settings(rows[rows["source"] == first_source], mode, metric, allow_test=True)
-    used = ranked.attrs["metric"]
+    rows = rows[rows["source"] == rows["source"].iloc[0]]
+    used, _ = resolve_metric(rows, metric, allow_test=True)
+    rows = rows[[used in r["finals"] for _, r in rows.iterrows()]]
+    ranked = rank_settings(rows, mode, used, allow_test=True)
+    seeds = ranked.attrs["tuning_seeds"]
     color = optimizer_color(optimizer)
-    fig = Figure(figsize=(6.5, 4), layout="constrained")
+    fig = new_figure(figsize=(6.5, 4.5))
     ax = fig.subplots()
     for _, row in ranked.iterrows():
         finals = row["finals"].get(used, np.array([]))
         ax.plot(np.full(len(finals), row["rank"]), finals, "x", color=color, alpha=0.6)
-    ax.plot(ranked["rank"], [final_mean(r, used) for _, r in ranked.iterrows()], "o-", color=color,
-            label=f"{optimizer}: mean over seeds")
+    scores = ranked["score"].to_numpy(float)
+    off = _off_scale(scores, used) | _all_diverged(ranked)
+    what = (f"seed {', '.join(map(str, seeds))}" if seeds else "mean over its seeds")
+    ax.plot(ranked["rank"][~off], scores[~off], "o-", color=color, lw=2, label=f"{optimizer}: ranked on {what}")
+    means = np.array([final_mean(r, used) for _, r in ranked.iterrows()])
+    if not np.allclose(means[~off], scores[~off], equal_nan=True):
+        ax.plot(ranked["rank"][~off], means[~off], "s", mfc="none", mec=color, ms=9, zorder=1,
+                label=f"{optimizer}: mean over all seeds")
+    edge_markers(ax, list(ranked["rank"][off]), used, color, f"{optimizer}: tuning run diverged")
+    _set_ylim(ax, [scores[~off], means[~off]] + [r["finals"].get(used) for _, r in ranked[~off].iterrows()], [],
+              used)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel(f"tuning rank ({mode} {metric_label(used)})")
-    ax.set_ylabel(f"final {metric_label(used)}")
-    ax.set_title(f"{problem}, {optimizer}" + (f" ({ranked.attrs['note']})" if ranked.attrs["note"] else ""),
-                 fontsize=10)
+    ax.set_ylabel(f"{mode} {metric_label(used)}")
+    ax.set_title(f"{problem}, {optimizer}", fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(handles=ax.get_legend_handles_labels()[0] + [
-        Line2D([], [], ls="", marker="x", color=color, label="one seed")], fontsize=8)
+    handles, labels = ax.get_legend_handles_labels()
+    handles.append(Line2D([], [], ls="", marker="x", color=color, label="one seed"))
+    fit_legend(fig, handles, labels + ["one seed"], max_columns=2)
+    fig.deepobs_metric = used
     return fig
 
 
@@ -301,22 +630,40 @@ def relative_performance(values: np.ndarray, metric: str) -> np.ndarray:
 def plot_lr_sensitivity(settings: pd.DataFrame, problems: Optional[Sequence[str]] = None,
                         columns: int = 4) -> Figure:
     """v1.1's learning-rate sensitivity grid: relative final test performance vs lr per
-    problem (test accuracy, or test loss for problems without one), log lr axis."""
+    problem (test accuracy, or test loss for problems without one), log lr axis; the
+    user's runs solid and marked, baselines dashed; settings whose runs all diverged as
+    triangles on the lower edge."""
     problems = list(problems or sorted(settings["problem"].unique()))
     rows_n = int(np.ceil(len(problems) / columns))
-    fig = Figure(figsize=(3.3 * min(columns, len(problems)), 2.9 * rows_n + 0.6), layout="constrained")
+    width = max(5.0, 3.3 * min(columns, len(problems)))
+    fig = new_figure(figsize=(width, 2.9 * rows_n + 1.4))
     axes = np.asarray(fig.subplots(rows_n, min(columns, len(problems)), squeeze=False)).ravel()
-    labels = {}
+    look = _Look()
     for ax, problem in zip(axes, problems):
-        rows = settings[settings["problem"] == problem]
+        rows = settings[(settings["problem"] == problem) & settings["lr"].notna()]
         metric = performance_metric(rows.iloc[0])
+        look.new_panel()
         primary = _primary(rows)
-        for (source, optimizer), group in rows.groupby(["source", "optimizer"], sort=True):
-            group = group[group["lr"].notna()].sort_values("lr")
-            relative = relative_performance([final_mean(r, metric) for _, r in group.iterrows()], metric)
-            line, = ax.plot(group["lr"].astype(float), relative, _line_style(group.iloc[0], primary),
-                            marker=".", color=optimizer_color(optimizer))
-            labels.setdefault(_label(group.iloc[0], primary), line)
+        names = _protocol_labels(rows, primary)
+        groups = sorted(rows.groupby(["source", "optimizer", "protocol"], sort=True),
+                        key=lambda item: item[0][0] != (primary or item[0][0]))  # the user's runs first
+        for (source, optimizer, protocol), whole in groups:
+            mine = _is_ours(whole.iloc[0], primary)
+            # Relative to the optimizer's best setting; one line per value of the other
+            # hyperparameters that vary (e.g. momentum), so a line joins only lrs.
+            best = relative_performance([final_mean(r, metric) for _, r in whole.iterrows()], metric)
+            best = dict(zip(whole.index, best))
+            for suffix, group in _split_by_other_hyperparams(whole, "lr"):
+                group = group.sort_values("lr", kind="stable")
+                style = look.style(names[(source, optimizer, str(protocol))] + suffix, optimizer, mine)
+                values = np.array([final_mean(r, metric) for _, r in group.iterrows()])
+                diverged = _all_diverged(group) | ~np.isfinite(values)
+                relative = np.where(diverged, np.nan, [best[index] for index in group.index])
+                lrs = group["lr"].astype(float).to_numpy()
+                style = dict(style, ms=4) if mine else dict(style, marker=".")
+                ax.plot(lrs, relative, **style)
+                edge_markers(ax, list(lrs[diverged]), "test_accuracies", style["color"],
+                             f"{style['label']}: all runs diverged", mine)
         ax.set_xscale("log")
         ax.set_ylim(0, 1.05)
         ax.set_title(problem, fontsize=10)
@@ -325,29 +672,34 @@ def plot_lr_sensitivity(settings: pd.DataFrame, problems: Optional[Sequence[str]
         ax.grid(alpha=0.3)
     for ax in axes[len(problems):]:
         ax.set_visible(False)
-    fig.legend(list(labels.values()), list(labels.keys()), loc="outside lower center",
-               ncol=min(6, len(labels)), fontsize=9)
+    handles, labels = _unique_handles(axes[:len(problems)])
+    fit_legend(fig, handles, labels, max_columns=4, fontsize=8)
     return fig
 
 
 def plot_performance_profiles(profile: pd.DataFrame, scores: Optional[pd.Series] = None,
-                              title: str = "Performance profiles") -> Figure:
+                              title: str = "Performance profiles", warning: str = "") -> Figure:
     """rho(tau) per optimizer (AlgoPerf): the fraction of problems solved within tau times
-    the fastest; the legend gives the integrated score."""
-    fig = Figure(figsize=(6, 4), layout="constrained")
+    the fastest; the legend gives the integrated score. Names with a source in
+    parentheses (``Adam (deepobs-1.1)``) are baselines: dashed and lighter. ``warning``
+    (e.g. from :func:`protocol_mismatch`) is shown in red above the legend."""
+    fig = new_figure(figsize=(6, 4.6))
     ax = fig.subplots()
+    look = _Look()
     for optimizer in profile.columns:
         label = optimizer if scores is None else f"{optimizer} (score {scores[optimizer]:.3f})"
-        # "Adam (deepobs-1.1)": Adam's colour, dashed like every baseline.
         base, _, source = str(optimizer).partition(" (")
-        ax.step(profile.index, profile[optimizer], "--" if source else "-", where="post",
-                color=optimizer_color(base), label=label, lw=1.8)
+        style = look.style(label, base, not source)
+        if not source:
+            style["markevery"] = max(1, len(profile.index) // 10)
+        style["lw"] = style["lw"] + (0.6 if not source else 0)
+        ax.step(profile.index, profile[optimizer], where="post", **style)
     ax.set_xlabel("τ (time / fastest time)")
     ax.set_ylabel("ρ(τ) (fraction of problems)")
-    ax.set_ylim(-0.02, 1.02)
+    ax.set_ylim(-0.04, 1.04)
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    fit_legend(fig, *ax.get_legend_handles_labels(), max_columns=2, warning=warning)
     return fig
 
 

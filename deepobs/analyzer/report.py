@@ -36,6 +36,8 @@ class Report:
     figures: list = field(default_factory=list)
     tables: list = field(default_factory=list)
     notes: list = field(default_factory=list)
+    #: Figure name -> whether all its legends lie inside it (checked when saved).
+    legends_fit: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -54,8 +56,9 @@ def _labelled(settings: pd.DataFrame, primary: str) -> pd.DataFrame:
 
 
 def _save(fig, out_dir: Path, name: str, formats: Sequence[str], written: list,
-          notes: Optional[list] = None) -> Optional[Path]:
-    """Save a figure (always as PNG too, for the page) and return the PNG's path.
+          fits: Optional[dict] = None, notes: Optional[list] = None) -> Optional[Path]:
+    """Save a figure (always as PNG too, for the page) and return the PNG's path;
+    ``fits[name]`` records whether its legends lie inside it.
 
     ``name`` holds problem and optimizer names read from result files, which the result
     schema has checked to be file names; it is shortened (with a digest) to fit the
@@ -78,6 +81,8 @@ def _save(fig, out_dir: Path, name: str, formats: Sequence[str], written: list,
             (out_dir / "figures" / f"{name}.{fmt}").unlink(missing_ok=True)
         return None
     written += paths
+    if fits is not None:
+        fits[name] = plots.legends_fit(fig, redraw=False)  # the layout savefig just drew
     return paths[0]
 
 
@@ -170,7 +175,8 @@ def _build_report(results, out_dir, baselines, mode, metric, which, include_dive
         warnings.simplefilter("ignore")
         selected = select_best(settings, mode, metric)
     problems = sorted(settings["problem"].unique())
-    notes += [f"{r.problem} | {r.optimizer}: {r.selection_note}" for r in selected.itertuples() if r.selection_note]
+    notes += grouped_notes(selected)
+    selection = selection_summary(selected, mode)
     reference = pd.DataFrame()
     if baselines:
         reference = load_baselines(baselines, include_diverged)
@@ -188,19 +194,27 @@ def _build_report(results, out_dir, baselines, mode, metric, which, include_dive
         thresholds = convergence_performance()
     except DataError:
         thresholds = {}
-    written, sections = [], []
+    written, sections, fits = [], [], {}
+
+    warnings_shown = [f"{problem}: {text}" for problem in problems
+                      for text in [plots.protocol_mismatch(selected[selected["problem"] == problem], "ours")] if text]
 
     # Performance of the selected settings vs the baselines.
     section = _Section("Performance of the selected settings")
     for problem in problems:
         fig = plots.plot_optimizer_performance(selected, problem, which, thresholds)
-        section.figures.append((f"{problem}: test/train loss and accuracy per epoch of each optimizer's "
-                                "selected setting (band: " + ("± std" if which == "mean_and_std" else "quartiles")
-                                + " over seeds; baselines dashed; threshold dash-dotted)",
-                                _save(fig, out_dir, f"performance_{problem}", formats, written, notes)))
+        panels = "test/train loss and accuracy" if any(
+            "test_accuracies" in r["curves"] for _, r in selected[selected["problem"] == problem].iterrows()) \
+            else "test/train loss"
+        section.figures.append((f"{problem}: {panels} per epoch of each optimizer's selected setting (band: "
+                                + ("± std" if which == "mean_and_std" else "quartiles")
+                                + " over seeds, clipped to the metric's range; your runs solid and marked, "
+                                "baselines dashed; convergence threshold dash-dotted; a triangle on the axis "
+                                "edge: a diverged run)",
+                                _save(fig, out_dir, f"performance_{problem}", formats, written, fits, notes)))
     if len(problems) > 1:
         fig = plots.plot_testset_performances(selected, problems, which)
-        section.figures.append(("All problems", _save(fig, out_dir, "testset_performances", formats, written, notes)))
+        section.figures.append(("All problems", _save(fig, out_dir, "testset_performances", formats, written, fits, notes)))
     sections.append(section)
 
     # Tables.
@@ -222,26 +236,34 @@ def _build_report(results, out_dir, baselines, mode, metric, which, include_dive
     # Sensitivity and tuning.
     section = _Section("Hyperparameter sensitivity and tuning")
     fig = plots.plot_lr_sensitivity(settings[settings["lr"].notna()], problems)
-    section.figures.append(("Learning-rate sensitivity (v1.1 style): final test performance relative to the "
-                            "best learning rate", _save(fig, out_dir, "lr_sensitivity", formats, written, notes)))
+    section.figures.append(("Learning-rate sensitivity (v1.1 style): final test accuracy (test loss where a "
+                            "problem has no accuracy) relative to the best learning rate of each optimizer; "
+                            "triangles on the lower edge: all runs diverged",
+                            _save(fig, out_dir, "lr_sensitivity", formats, written, fits, notes)))
     own = settings[settings["source"] == "ours"]
     for problem in problems:
         rows = own[own["problem"] == problem]
         if "lr" in _varying(rows):
             fig = plots.plot_hyperparameter_sensitivity(settings, problem, "lr", mode, metric)
-            section.figures.append((f"{problem}: {mode} {metric} vs learning rate (x: one seed; grey: min-max)",
-                                    _save(fig, out_dir, f"sensitivity_lr_{problem}", formats, written, notes)))
+            shown = plots.metric_label(fig.deepobs_metric)
+            section.figures.append((f"{problem}: {mode} {shown} (mean over seeds) vs learning rate (x: one seed; "
+                                    "grey: min-max; a triangle on the axis edge: all runs of that setting "
+                                    "diverged)", _save(fig, out_dir, f"sensitivity_lr_{problem}", formats, written, fits, notes)))
         for optimizer, group in rows.groupby("optimizer", sort=True):
             varying = _varying(group)
             if len(group) > 1:
                 fig = plots.plot_final_metric_vs_tuning_rank(settings[settings["source"] == "ours"], problem,
                                                              optimizer, metric, mode)
-                section.figures.append((f"{problem}, {optimizer}: final metric vs tuning rank",
-                                        _save(fig, out_dir, f"tuning_rank_{problem}_{optimizer}", formats, written, notes)))
+                shown = plots.metric_label(fig.deepobs_metric)
+                section.figures.append((f"{problem}, {optimizer}: {mode} {shown} of every setting vs its tuning "
+                                        "rank (ranked on the tuning seeds; x: one seed)",
+                                        _save(fig, out_dir, f"tuning_rank_{problem}_{optimizer}", formats, written, fits, notes)))
             if len(varying) >= 2:
                 fig = plots.plot_hyperparameter_sensitivity_2d(own, problem, optimizer, varying[:2], mode, metric)
-                section.figures.append((f"{problem}, {optimizer}: {varying[0]} x {varying[1]}",
-                                        _save(fig, out_dir, f"sensitivity_2d_{problem}_{optimizer}", formats, written, notes)))
+                shown = plots.metric_label(fig.deepobs_metric)
+                section.figures.append((f"{problem}, {optimizer}: {mode} {shown} (mean over seeds) over "
+                                        f"{varying[0]} x {varying[1]} (dots: the settings run)",
+                                        _save(fig, out_dir, f"sensitivity_2d_{problem}_{optimizer}", formats, written, fits, notes)))
     sections.append(section)
 
     # AlgoPerf-style time to target and performance profiles.
@@ -252,8 +274,10 @@ def _build_report(results, out_dir, baselines, mode, metric, which, include_dive
         written.append(out_dir / "time_to_target.csv")
         ratios = performance_ratios(times)
         scores = profile_score(ratios)
-        fig = plots.plot_performance_profiles(performance_profile(ratios), scores,
-                                              title=f"Performance profiles over {len(times)} problem(s), epochs to target")
+        fig = plots.plot_performance_profiles(
+            performance_profile(ratios), scores,
+            title=f"Performance profiles over {len(times)} problem(s), epochs to target",
+            warning=("not comparable: " + " | ".join(warnings_shown)) if warnings_shown else "")
         section = _Section("Time to target and performance profiles")
         section.html = (tables.to_html(times.map(lambda v: "∞" if not np.isfinite(v) else f"{v:g}")
                                        .reset_index().rename(columns={"index": "problem"}).astype(str))
@@ -261,16 +285,45 @@ def _build_report(results, out_dir, baselines, mode, metric, which, include_dive
                         f"convergence threshold; ratios above r_max = {R_MAX:g} count as unsolved. Integrated "
                         "scores: " + html.escape(", ".join(f"{k} {v:.3f}" for k, v in scores.items())) + "</p>")
         section.figures.append(("ρ(τ): fraction of problems solved within τ × the fastest time",
-                                _save(fig, out_dir, "performance_profiles", formats, written, notes)))
+                                _save(fig, out_dir, "performance_profiles", formats, written, fits, notes)))
         sections.append(section)
 
     notes += [line for line in check.lines()[len(check.summary):] if not line.startswith("conflicting config_hash")]
     page = _render(title or f"deepobs report: {Path(results).resolve().name}", runs, check, notes, sections,
-                   baselines, mode, metric, time.perf_counter() - started)
+                   baselines, selection, time.perf_counter() - started, warnings_shown)
     html_path = out_dir / "report.html"
     html_path.write_text(page)
     return Report(html_path=html_path, figures=[p for p in written if p.parent.name == "figures"],
-                  tables=[p for p in written if p.parent != out_dir / "figures"], notes=notes)
+                  tables=[p for p in written if p.parent != out_dir / "figures"],
+                  notes=list(warnings_shown) + notes, legends_fit=fits)
+
+
+def grouped_notes(selected: pd.DataFrame) -> list:
+    """The selection notes of the chosen settings, each text once with the problems and
+    optimizers it applies to (a fallback usually applies to every optimizer alike)."""
+    groups = {}
+    for row in selected.itertuples():
+        if row.selection_note:
+            groups.setdefault(row.selection_note, []).append(f"{row.problem} | {row.optimizer}")
+    return [f"{text} ({', '.join(where)})" for text, where in groups.items()]
+
+
+def selection_summary(selected: pd.DataFrame, mode: str) -> str:
+    """How the user's settings were chosen, with the metric(s) actually used and the
+    tuning seeds, e.g. ``final valid_losses on seed 42``."""
+    ours = selected[selected["source"] == "ours"]
+    ranked = ours[ours["n_candidates"] > 1] if "n_candidates" in ours else ours
+    if ranked.empty:
+        return "one setting per optimizer, nothing to select"
+    parts = {}
+    for row in ranked.itertuples():
+        seeds = tuple(getattr(row, "tuning_seeds", ()) or ())
+        on = (f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}" if seeds
+              else "each setting's mean over its seeds")
+        parts.setdefault(f"{mode} {row.metric_used} on {on}", []).append(f"{row.problem}, protocol {row.protocol}")
+    if len(parts) == 1:
+        return next(iter(parts))
+    return "; ".join(f"{text} ({', '.join(sorted(set(p)))})" for text, p in parts.items())
 
 
 _CSS = """
@@ -282,6 +335,7 @@ th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left}th{background:#f3
 tbody tr:nth-child(even){background:#fafafa}
 figure{margin:1.2em 0}figure img{max-width:100%;height:auto;border:1px solid #eee}
 figcaption{font-size:.85em;color:#555}.note{font-size:.85em;color:#555}
+.warning{border-left:4px solid #b00020;background:#fff4f4;padding:.4em .8em;color:#7a0015}
 ul.notes li{font-size:.85em}code{background:#f3f3f3;padding:0 .2em}
 """
 
@@ -301,19 +355,21 @@ def _provenance(runs: pd.DataFrame) -> str:
     return "<ul class='notes'>" + "".join(items) + "</ul>"
 
 
-def _render(title, runs, check, notes, sections, baselines, mode, metric, seconds) -> str:
+def _render(title, runs, check, notes, sections, baselines, selection, seconds, warnings_shown=()) -> str:
     parts = [f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
              f"<meta name='viewport' content='width=device-width, initial-scale=1'>"
              f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
              f"<h1>{html.escape(title)}</h1>",
              f"<p>{len(runs)} runs, {runs['problem'].nunique()} problem(s), "
              f"{runs['optimizer'].nunique()} optimizer(s); baselines: {html.escape(str(baselines or 'none'))}; "
-             f"selection: mode <code>{html.escape(mode)}</code> on <code>{html.escape(metric)}</code> "
-             "(never the test set). Generated by deepobs "
+             f"selection: <code>{html.escape(selection)}</code> (never the test set), then the chosen "
+             "setting's mean ± std over all its seeds. Generated by deepobs "
              f"{html.escape(__version__)} on {time.strftime('%Y-%m-%d %H:%M:%S')} in {seconds:.1f} s.</p>",
              "<h2>Runs</h2><ul class='notes'>"
              + "".join(f"<li>{html.escape(line)}</li>" for line in check.summary) + "</ul>",
              _provenance(runs)]
+    for warning in warnings_shown:
+        parts.append(f"<p class='warning'>⚠ {html.escape(warning)}</p>")
     if notes:
         parts.append("<h2>Notes</h2><ul class='notes'>"
                      + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>")

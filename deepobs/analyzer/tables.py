@@ -45,6 +45,13 @@ def _number(value: float, digits: int) -> str:
     return "—" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
 
 
+def _small_number(value: float) -> str:
+    """3 decimals, or 3 significant digits below 0.01 (a train loss of 0.0004 is not 0.000)."""
+    if value is not None and math.isfinite(value) and value != 0 and abs(value) < 0.01:
+        return f"{value:.2e}"
+    return _number(value, 3)
+
+
 def _loss_digits(value: float) -> int:
     return 2 if math.isfinite(value) and abs(value) >= 1 else 3
 
@@ -71,7 +78,7 @@ def display_table(table: pd.DataFrame) -> pd.DataFrame:
                             zip(table["test_loss_mean"], table["test_loss_std"], table["seeds"])],
         "final test acc": [_pm(m, s, 2, 100.0, " %", seeds=n) for m, s, n in
                            zip(table["test_acc_mean"], table["test_acc_std"], table["seeds"])],
-        "final train loss": [_number(v, 3) for v in table["train_loss_mean"]],
+        "final train loss": [_small_number(v) for v in table["train_loss_mean"]],
         "speed (epochs)": [_number(v, 1) for v in table["speed"]],
         "other hyperparameters": [", ".join(f"{k}={v}" for k, v in sorted(h.items())) or "—"
                                   for h in table["hyperparams"]],

@@ -158,6 +158,9 @@ def _run(sweep, executor_kind: str, workers: int, quiet: bool, threads: Optional
 
 
 def _print_summary(results: list) -> None:
+    """The chosen setting of each study (deepobs.analyzer.selection's rule, as
+    deepobs-plot applies it) and its mean ± std over all its seeds, 4 significant digits."""
+    from deepobs.analyzer.selection import format_number, setting_value
     from deepobs.runners.results import format_value
 
     for result in results:
@@ -165,18 +168,30 @@ def _print_summary(results: list) -> None:
             print(f"{result.testproblem} {result.optimizer}: no setting finished")
             continue
         setting = " ".join(f"{k}={format_value(v)}" for k, v in sorted(result.best.setting.items()))
-        line = f"{result.testproblem} {result.optimizer}: best {setting} ({result.mode} {result.metric} "
-        line += f"{_metric_value(result.metric, result.best.score)})"
-        if result.reruns is not None and result.reruns.scores:
-            values = [_metric_value(result.metric, s) for s in result.reruns.scores.values()]
-            mean = sum(values) / len(values)
-            line += f"; {len(values)} seeds: mean {mean:.6g}"
+        seeds = ", ".join(str(seed) for seed in result.seeds)
+        tuned = setting_value(result.best.values, result.seeds)
+        line = (f"{result.testproblem} {result.optimizer}: best {setting} ({result.mode} {result.metric} "
+                f"{format_number(tuned)} on seed{'s' if len(result.seeds) > 1 else ''} {seeds})")
+        if result.reruns is not None and result.reruns.values:
+            values = list(result.reruns.values.values())
+            line += f"; {len(values)} seeds: {_mean_std(values)}"
         print(line)
 
 
-def _metric_value(metric: Optional[str], score: float) -> float:
-    """Scores are losses negated; show the metric itself."""
-    return score if metric == "valid_accuracies" else -score
+def _mean_std(values: list) -> str:
+    """``mean ± std`` (population std) in 4 significant digits, and how many diverged."""
+    import math
+    import statistics
+
+    from deepobs.analyzer.selection import format_number
+
+    finite = [v for v in values if math.isfinite(v)]
+    diverged = f" ({len(values) - len(finite)} diverged, left out)" if len(finite) < len(values) else ""
+    if not finite:
+        return "all diverged"
+    if len(finite) == 1:
+        return f"mean {format_number(finite[0])}{diverged}"
+    return f"mean {format_number(statistics.fmean(finite))} ± {format_number(statistics.pstdev(finite))}{diverged}"
 
 
 def _raise_interrupt(signum, frame):

@@ -182,19 +182,25 @@ def validation_metric(output: dict) -> str:
 
 
 def objective(output: dict, mode: str = "final") -> float:
-    """Score of a run, higher is better: the final (or best) validation accuracy, or the
-    negated validation loss. A diverged or non-finite run scores -inf."""
+    """Score of a run, higher is better (what a search maximises): the final (or best)
+    validation accuracy, or the negated validation loss. A diverged run (the rule of
+    :mod:`deepobs.analyzer.divergence`) or a non-finite value scores -inf."""
     if mode not in ("final", "best"):
         raise ConfigurationError(f"mode must be 'final' or 'best', got {mode!r}")
     key = validation_metric(output)
-    sign = 1.0 if key == "valid_accuracies" else -1.0
-    values = [math.nan if v is None else sign * float(v) for v in output[key]]
-    finite = [v for v in values if math.isfinite(v)]
-    if output.get("diverged") and mode == "final" or not finite:
+    value = run_value(output, key, mode)
+    if not math.isfinite(value):
         return -math.inf
-    if mode == "final":
-        return values[-1] if math.isfinite(values[-1]) else -math.inf
-    return max(finite)
+    return value if key == "valid_accuracies" else -value
+
+
+def run_value(output: dict, metric: str, mode: str = "final") -> float:
+    """A run's value of ``metric`` in its own units under the shared selection rule
+    (:func:`deepobs.analyzer.selection.run_value`); NaN for a diverged run."""
+    from deepobs.analyzer.divergence import run_divergence
+    from deepobs.analyzer.selection import run_value as shared_run_value
+
+    return shared_run_value(output.get(metric), metric, mode, diverged=run_divergence(output)[0])
 
 
 def read_output(path) -> dict:

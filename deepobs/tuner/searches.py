@@ -22,7 +22,9 @@ from deepobs.errors import ConfigurationError
 from deepobs.tuner import spaces
 from deepobs.tuner.progress import SweepProgress
 from deepobs.tuner.records import SweepRecords
-from deepobs.tuner.runs import RunOutcome, RunSpec, coerce_hyperparams, objective, read_output, validation_metric
+from deepobs.tuner.runs import (
+    RunOutcome, RunSpec, coerce_hyperparams, objective, read_output, run_value, validation_metric,
+)
 
 #: The DeepOBS protocol: tune on seed 42, rerun the best setting with 43–51 (10 seeds).
 TUNING_SEED = 42
@@ -250,6 +252,7 @@ class Trial:
     paths: dict = field(default_factory=dict)      # seed -> result file
     errors: dict = field(default_factory=dict)     # seed -> error line
     scores: dict = field(default_factory=dict)     # seed -> objective
+    values: dict = field(default_factory=dict)     # seed -> metric value (NaN: diverged)
 
     @property
     def score(self) -> Optional[float]:
@@ -261,7 +264,7 @@ class Trial:
     def to_dict(self) -> dict:
         """The trial as plain data (for summary.json)."""
         return {"setting": self.setting, "score": self.score, "scores": self.scores,
-                "files": self.paths, "errors": self.errors}
+                "values": self.values, "files": self.paths, "errors": self.errors}
 
 
 @dataclass
@@ -276,16 +279,21 @@ class StudyResult:
     trials: list
     best: Optional[Trial]
     reruns: Optional[Trial] = None
+    seeds: tuple = ()
 
     def to_dict(self) -> dict:
-        """The result as plain data (for summary.json), with the reruns' mean and std."""
+        """The result as plain data (for summary.json), with the reruns' mean and std
+        (of the scores, and of the metric itself as ``metric_mean``/``metric_std``)."""
         reruns = None
         if self.reruns is not None:
-            reruns = {**self.reruns.to_dict(), **_mean_and_std(list(self.reruns.scores.values()))}
+            values = _mean_and_std(list(self.reruns.values.values()))
+            reruns = {**self.reruns.to_dict(), **_mean_and_std(list(self.reruns.scores.values())),
+                      "metric_mean": values["mean"], "metric_std": values["std"]}
         return {
             "testproblem": self.testproblem, "optimizer": self.optimizer, "method": self.method,
-            "mode": self.mode, "metric": self.metric,
-            "selection": "validation split (higher score is better; losses are negated)",
+            "mode": self.mode, "metric": self.metric, "tuning_seeds": list(self.seeds),
+            "selection": ("the best mean over the tuning seeds of the validation metric, as deepobs-plot "
+                          "selects (deepobs.analyzer.selection); score: higher is better, losses negated"),
             "best_setting": self.best.setting if self.best else None,
             "best_score": self.best.score if self.best else None,
             "trials": [trial.to_dict() for trial in self.trials], "reruns": reruns,
@@ -364,22 +372,30 @@ class Study:
                     output = read_output(outcome.path)
                     self.metric = self.metric or validation_metric(output)
                     trial.scores[seed] = objective(output, self.mode)
+                    trial.values[seed] = run_value(output, self.metric, self.mode)
                 except (OSError, ValueError) as error:  # unreadable file, or no validation split
                     trial.errors[seed] = f"{outcome.path}: {error}"
             if index >= 0 and len(trial.paths) + len(trial.errors) == len(self.seeds):
                 self.proposer.tell(index, trial.score)
 
     def best_trial(self) -> Optional[Trial]:
-        """The setting with the highest mean score (the first one on ties)."""
+        """The setting chosen by the rule ``deepobs-plot`` applies too
+        (:func:`deepobs.analyzer.selection.choose`): the best mean over the tuning seeds,
+        the first one on ties; settings with a failed run are not candidates."""
+        from deepobs.analyzer.selection import choose
+
         scored = [trial for trial in self.trials if trial.score is not None]
-        return max(scored, key=lambda trial: trial.score) if scored else None
+        if not scored:
+            return None
+        return scored[choose([trial.values for trial in scored], self.metric, self.seeds)]
 
     def ask_reruns(self) -> list:
         """RunSpecs of the best setting with the rerun seeds."""
         best = self.best_trial()
         if best is None or not self.rerun_seeds:
             return []
-        self.reruns = Trial(best.setting, dict(best.paths), dict(best.errors), dict(best.scores))
+        self.reruns = Trial(best.setting, dict(best.paths), dict(best.errors), dict(best.scores),
+                            dict(best.values))
         runs = []
         for seed in self.rerun_seeds:
             runs.append(self._expect(self.run_spec(best.setting, seed), -1, seed))
@@ -391,7 +407,7 @@ class Study:
 
         return StudyResult(self.testproblem, resolve_optimizer(self.search.optimizer).name,
                            self.search.method, self.mode, self.metric, list(self.trials),
-                           self.best_trial(), self.reruns)
+                           self.best_trial(), self.reruns, self.seeds)
 
 
 def execute(runs: list, executor, progress: Optional[SweepProgress] = None,
