@@ -3,7 +3,7 @@
     python benchmarks/published_checks.py [--data_dir ../shared/data] [--checks fmnist_2c2d mnist_vae tolstoi_char_rnn]
 
 Each check trains one epoch with the optimizer and learning rate of the published
-baseline (reference/deepobs.md §5) through StandardRunner, then prints the measured
+baseline (docs/testproblems.md, published baselines) through StandardRunner, then prints the measured
 figures next to their published ranges (the spread of the 10 baseline seeds after
 epoch 1, with a tolerance) and the seconds each training epoch took. Exit status 1
 if a figure falls outside its range.

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Optional
 
-#: Split protocols (DESIGN.md decision 3): "1.2" carves a held-out validation split,
+#: Split protocols (docs/design.md, decision 3): "1.2" carves a held-out validation split,
 #: "1.1" trains on the full training set, as the published baselines did.
 PROTOCOLS = ("1.2", "1.1")
 DEFAULT_PROTOCOL = "1.2"

@@ -3,7 +3,7 @@
 Trains SGD, Momentum and Adam at their published tuned learning rates on
 ``quadratic_deep`` (no download needed) with ``--protocol 1.1``, the setting of the
 published baselines, writes DeepOBS result files, compares the final test losses
-with the published ones (reference/deepobs.md §5) and ends with a report
+with the published ones (docs/testproblems.md, published baselines) and ends with a report
 (``<output_dir>/report/report.html``: figures, tables) against the shipped baselines.
 """
 

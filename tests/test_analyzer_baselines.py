@@ -1,4 +1,4 @@
-"""The shipped compact DeepOBS 1.1 baselines reproduce reference/deepobs.md §5, and the
+"""The shipped compact DeepOBS 1.1 baselines reproduce docs/testproblems.md, published baselines, and the
 published files give the same numbers when read directly."""
 
 import json
@@ -12,7 +12,7 @@ from deepobs.analyzer.loading import load_results
 from deepobs.analyzer.measures import convergence_performance, speed
 from deepobs.errors import ConfigurationError
 
-# reference/deepobs.md §5: problem, optimizer, tuned lr, final test loss, final test acc (%),
+# docs/testproblems.md, published baselines: problem, optimizer, tuned lr, final test loss, final test acc (%),
 # final train loss, speed (epochs). Strings, so each value is compared at its printed precision.
 TABLE_5 = """
 quadratic_deep SGD 1.585e-2 87.40±0.16 — 85.10 51.1

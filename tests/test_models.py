@@ -20,7 +20,7 @@ def trainable(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-# Published counts (reference/deepobs.md §1.5); ResNet-18 from the issue.
+# Published counts (docs/testproblems.md); ResNet-18 from the issue.
 PARAMETER_COUNTS = [
     ("logreg", lambda: LogisticRegression(784, 10), 7_850),
     ("mlp", lambda: MLP(784, 10), 1_336_610),

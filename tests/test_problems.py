@@ -12,7 +12,7 @@ from deepobs.models.vae import vae_loss
 from deepobs.registry import get_problem_class
 from deepobs.testproblems.bases import AuxiliaryHeadProblem
 
-#: name: (parameters, batch size, epochs, weight decay, has accuracy) — reference/deepobs.md
+#: name: (parameters, batch size, epochs, weight decay, has accuracy) — docs/testproblems.md
 #: §1.1 and §1.5; values we chose where DeepOBS publishes none are marked "ours".
 PUBLISHED = {
     "mnist_logreg": (7_850, 128, 50, None, True),

@@ -171,7 +171,7 @@ def test_run_reads_missing_arguments_from_the_command_line(tmp_path, monkeypatch
 
 
 def test_published_quadratic_sgd_baseline_is_reproduced(tmp_path):
-    """reference/deepobs.md §5: SGD lr 10^-1.8 gives a final test loss of 87.40 ± 0.16
+    """docs/testproblems.md, published baselines: SGD lr 10^-1.8 gives a final test loss of 87.40 ± 0.16
     over 10 seeds, and every published seed starts at 353.4468 and reaches 105.09-105.52
     after one epoch."""
     output = run_quadratic(tmp_path, hyperparams={"lr": 0.01584893}, num_epochs=100,

@@ -3,7 +3,7 @@
 Every DeepOBS data set derives from :class:`DataSet`. A subclass only says how to
 read its raw arrays (``_load_raw``) and how to turn a gathered batch into model input
 (``transform_batch``); splitting, shuffling, drop-last batching and the train-eval
-subset are done here, once, for every data set (DESIGN.md decisions 3, 5 and 6).
+subset are done here, once, for every data set (docs/design.md, decisions 3, 5 and 6).
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ import torch
 
 from deepobs.datasets.base import DataSet, Split
 
-# Seeds of the published data (reference/deepobs.md §2.2): train 42, test 43, valid 44.
+# Seeds of the published data (docs/datasets.md): train 42, test 43, valid 44.
 TRAIN_SEED, TEST_SEED, VALID_SEED = 42, 43, 44
 
 

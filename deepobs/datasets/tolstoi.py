@@ -1,7 +1,7 @@
 """Tolstoi's War and Peace as character ids, batched as DeepOBS's stateful char-RNN needs.
 
 The raw Project Gutenberg text is cut and encoded exactly as DeepOBS's
-``deepobs_prepare_data.sh`` + ``_tolstoi_preprocess.py`` do (reference/deepobs.md §2.1),
+``deepobs_prepare_data.sh`` + ``_tolstoi_preprocess.py`` do (docs/datasets.md),
 once, and the arrays are cached; DeepOBS's prepared ``train.npy``/``test.npy``/``vocab.pkl``
 are read as they are.
 """
@@ -91,7 +91,7 @@ def stream_layout(stream: torch.Tensor, batch_size: int, seq_length: int) -> Spl
 class Tolstoi(DataSet):
     """War and Peace as character ids for the char-RNN: 83 symbols, stateful batching.
 
-    Sizes (reference/deepobs.md §2.2): train 2,612,948 and test 653,237 characters;
+    Sizes (docs/datasets.md): train 2,612,948 and test 653,237 characters;
     protocol 1.2 holds out the *first* 653,237 training characters as validation, the
     training stream is the remaining 1,959,711 (783 steps at batch 50, sequence 50;
     1,045 under protocol 1.1).

@@ -1,7 +1,7 @@
 """BK-Core: the diagonal of the resolvent (H − zI)⁻¹ of a batched tridiagonal H in O(N).
 
 The diagonal is computed with the ratio (continued-fraction) recursion of
-reference/resnet_bk.md §1.4 instead of the continuants θ, φ: the ratios stay bounded
+the ResNet-BK section of docs/testproblems.md instead of the continuants θ, φ: the ratios stay bounded
 by 1/Im z for a real symmetric H, so nothing overflows, even in complex64 at
 N = 65,536. Two implementations give the same numbers:
 

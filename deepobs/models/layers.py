@@ -1,7 +1,7 @@
 """TensorFlow-1 semantics in PyTorch: "same" padding, legacy bilinear resize, TF initialisers.
 
 DeepOBS's published models are TF 1.12 graphs; these helpers make the PyTorch
-modules compute and initialise the same functions (DESIGN.md decision 1).
+modules compute and initialise the same functions (docs/design.md, decision 1).
 """
 
 from __future__ import annotations

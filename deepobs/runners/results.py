@@ -1,6 +1,6 @@
 """DeepOBS result files: folder and file names, number formatting, atomic writes.
 
-Layout (reference/deepobs.md §3.5)::
+Layout (docs/results.md)::
 
     <output_dir>/<testproblem>/<optimizer_name>/<setting>/random_seed__<seed>__<time>.json
 """

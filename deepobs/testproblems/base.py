@@ -50,7 +50,7 @@ class TestProblem:
 
     #: Registry name, set by :func:`deepobs.register_problem`.
     name: str = ""
-    #: Defaults carried by the problem (reference/deepobs.md §1.1).
+    #: Defaults carried by the problem (docs/testproblems.md).
     default_batch_size: Optional[int] = None
     default_num_epochs: Optional[int] = None
     #: L2 factor; None means the problem has no regularization at all.
