@@ -8,7 +8,7 @@ dataset + transforms + DataLoader with 2 workers), and the ResNet-18 recipe's ba
 (pad 4 + random crop, flip, per-channel normalisation, Cutout). Also times loading
 MNIST from the idx gz files into memory.
 
-    .venv/bin/python benchmarks/pipeline_speed.py [--images 10000] [--mnist ../shared/data]
+    .venv/bin/python benchmarks/pipeline_speed.py [--images 10000] [--mnist DATA]
 """
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads of the main process (1: a DataLoader worker's setting; "
                              "more threads on a busy 2-core machine make small ops much slower)")
-    parser.add_argument("--mnist", default=str(REPO.parent / "shared" / "data"),
+    parser.add_argument("--mnist", default=os.environ.get("DEEPOBS_DATA_DIR", "data_deepobs"),
                         help="folder with mnist/*.gz")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

@@ -1,6 +1,6 @@
 """Reproduce published DeepOBS figures on real data (protocol 1.1, seed 42, tuned lr).
 
-    python benchmarks/published_checks.py [--data_dir ../shared/data] [--checks fmnist_2c2d mnist_vae tolstoi_char_rnn]
+    python benchmarks/published_checks.py [--data_dir DATA] [--checks fmnist_2c2d mnist_vae tolstoi_char_rnn]
 
 Each check trains one epoch with the optimizer and learning rate of the published
 baseline (docs/testproblems.md, published baselines) through StandardRunner, then prints the measured
@@ -60,7 +60,7 @@ CHECKS = {
 
 
 def default_data_dir() -> Optional[str]:
-    for candidate in (os.environ.get("DEEPOBS_DATA_DIR"), "/work/shared/data", "../shared/data"):
+    for candidate in (os.environ.get("DEEPOBS_DATA_DIR"), "data_deepobs"):
         if candidate and Path(candidate).is_dir():
             return candidate
     return None

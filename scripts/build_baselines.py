@@ -1,11 +1,11 @@
 """Build the compact DeepOBS 1.1 baselines (baselines/deepobs-1.1/) from the published
-result files (fsschneider/DeepOBS_Baselines, a copy in ../shared/data/baselines).
+result files (the DeepOBS authors' baseline repository, fsschneider/DeepOBS_Baselines).
 
 Per problem and optimizer it keeps every learning rate's final values and, for the tuned
 setting (the one rerun with 10 seeds), the per-epoch mean/std/median/quartiles and each
 seed's speed. Usage::
 
-    python scripts/build_baselines.py [--source ../shared/data/baselines] [--out baselines/deepobs-1.1]
+    python scripts/build_baselines.py --source DeepOBS_Baselines/ [--out baselines/deepobs-1.1]
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def build(source: Path, out: Path) -> list:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--source", type=Path, default=REPO.parent / "shared" / "data" / "baselines")
+    parser.add_argument("--source", type=Path, required=True, help="a checkout of the baseline repository")
     parser.add_argument("--out", type=Path, default=REPO / "baselines" / "deepobs-1.1")
     args = parser.parse_args()
     started = time.perf_counter()
