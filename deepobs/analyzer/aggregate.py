@@ -53,6 +53,7 @@ def aggregate_setting(runs: pd.DataFrame, include_diverged: bool = False) -> dic
         "diverged_seeds": sorted(int(s) for s in runs.loc[runs["diverged"], "seed"]),
         "n_runs": len(runs), "n_diverged": int(runs["diverged"].sum()), "n_used": len(used),
         "paths": list(runs["path"]),
+        "folder": first["folder"] if "folder" in runs else first["setting"],
     })
     curves, finals, best, seed_curves = {}, {}, {}, {}
     for metric in METRICS:

@@ -96,7 +96,7 @@ def compact_setting(row, threshold: Optional[float], with_curves: bool) -> dict:
     """One aggregated setting row in the compact form (curves only if asked)."""
     finals = _exact if with_curves else (lambda values: _round(values, GRID_DIGITS))
     entry = {
-        "setting": row["setting"], "hyperparams": row["hyperparams"], "seeds": row["seeds"],
+        "setting": row.get("folder", row["setting"]), "hyperparams": row["hyperparams"], "seeds": row["seeds"],
         "diverged_seeds": row["diverged_seeds"],
         "finals": {m: finals(v) for m, v in row["finals"].items()},
     }
@@ -133,7 +133,7 @@ def compact_problem(settings: pd.DataFrame, thresholds: dict) -> dict:
             entry["setting"] = entry["setting"][len(prefix):]
             entry["hyperparams"] = {k: v for k, v in entry["hyperparams"].items() if k not in shared}
         out["optimizers"][optimizer] = {
-            "tuned_setting": group.loc[tuned, "setting"], "setting_prefix": prefix,
+            "tuned_setting": group.loc[tuned].get("folder", group.loc[tuned, "setting"]), "setting_prefix": prefix,
             "hyperparams": shared, "settings": entries,
         }
     return out
