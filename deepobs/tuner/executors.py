@@ -13,7 +13,10 @@ import multiprocessing
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 from typing import Iterator, Optional
 
@@ -192,16 +195,94 @@ def _default_devices() -> list:
 
 
 class _SubmititRun:
-    """The callable each SLURM job runs. Checkpointable: on preemption or timeout
-    submitit requeues the job, which then finds finished runs by their files."""
+    """The callable each SLURM job runs. A run stopped by SIGTERM (SLURM's preemption
+    signal, ``scancel --signal=TERM``, ``scontrol requeue``) has written its checkpoint;
+    the job then requeues itself (``scontrol requeue``, the same job id) and exits without
+    a result, so that SLURM starts it again and it resumes from the checkpoint. After
+    ``max_requeues`` restarts, or where the job cannot be requeued, the interrupted
+    outcome goes back to the driver, which submits the run again.
+
+    Checkpointable for submitit: on its timeout signal (USR2) submitit requeues the job,
+    which resumes from the checkpoint of the last epoch."""
+
+    def __init__(self, max_requeues: int = 3):
+        self.max_requeues = max_requeues
 
     def __call__(self, spec: RunSpec) -> RunOutcome:
-        return execute_run(spec)
+        outcome = execute_run(spec)
+        if outcome.extra.get("interrupted"):
+            restarts = int(os.environ.get("SLURM_RESTART_COUNT") or 0)
+            outcome.extra["slurm_restarts"] = restarts
+            if restarts < self.max_requeues and _requeue_this_job():
+                sys.exit(75)  # no result: SLURM runs the job again
+        return outcome
 
     def checkpoint(self, spec: RunSpec):
         import submitit
 
         return submitit.helpers.DelayedSubmission(self, spec)
+
+
+def _requeue_this_job() -> bool:
+    """``scontrol requeue`` of the SLURM job this process runs in; False outside SLURM or
+    when SLURM refuses (e.g. the job is being requeued already, or is not requeueable)."""
+    array_job, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    job_id = f"{array_job}_{task}" if array_job and task else os.environ.get("SLURM_JOB_ID")
+    if not job_id or shutil.which("scontrol") is None:
+        return False
+    try:
+        return subprocess.run(["scontrol", "requeue", job_id], capture_output=True, timeout=60).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def _slurm_state_watcher(delay_s: float):
+    """A submitit job-state watcher that also works without SLURM accounting.
+
+    submitit asks ``sacct`` for the state of jobs that ended without a result (killed,
+    out of memory); a cluster without slurmdbd (small clusters, scripts/slurm_local.sh)
+    has no ``sacct``. Then ``squeue --states=all`` answers, and a job that squeue no
+    longer lists has ended (state ``ENDED``)."""
+    import getpass
+
+    from submitit.slurm.slurm import SlurmInfoWatcher
+
+    class Watcher(SlurmInfoWatcher):
+        use_squeue = False
+
+        def update(self) -> None:
+            command = self._make_command()
+            if command is None:
+                return
+            self._num_calls += 1
+            if not self.use_squeue:
+                try:
+                    self._info_dict.update(self.read_info(
+                        subprocess.run(command, capture_output=True, check=True, timeout=120).stdout))
+                except subprocess.CalledProcessError:  # "Slurm accounting storage is disabled"
+                    self.use_squeue = True
+                except (OSError, subprocess.TimeoutExpired):
+                    pass
+            if self.use_squeue:
+                self._update_from_squeue()
+            self._last_status_check = time.time()
+            for job_id in self._registered - self._finished:
+                if self.is_done(job_id, mode="cache"):
+                    self._finished.add(job_id)
+
+        def _update_from_squeue(self) -> None:
+            try:
+                listing = subprocess.run(
+                    ["squeue", "--noheader", "--array", "--states=all", "--format=%i|%T",
+                     f"--user={getpass.getuser()}"], capture_output=True, check=True, timeout=120).stdout
+            except (OSError, subprocess.SubprocessError):
+                return  # the controller does not answer now: ask again later
+            info = self.read_info(b"JobID|State\n" + listing)
+            for job_id in self._registered - self._finished:
+                info.setdefault(job_id, {"JobID": job_id, "State": "ENDED"})
+            self._info_dict.update(info)
+
+    return Watcher(delay_s=delay_s)
 
 
 #: Sweep-file keys of the ``slurm`` section -> submitit parameters.
@@ -217,6 +298,7 @@ SLURM_PARAMETERS = {
     "constraint": "slurm_constraint",
     "additional_parameters": "slurm_additional_parameters",
     "setup": "slurm_setup",
+    "poll_seconds": None,  # deepobs-tune's own: how often job states are polled
 }
 
 
@@ -240,7 +322,8 @@ class SubmititExecutor(Executor):
         except ImportError:
             raise ConfigurationError("the slurm executor needs submitit: pip install submitit") from None
         parameters = dict(parameters or {})
-        unknown = sorted(set(parameters) - set(SLURM_PARAMETERS))
+        poll_seconds = float(parameters.pop("poll_seconds", poll_seconds))
+        unknown = sorted(set(parameters) - set(SLURM_PARAMETERS) - {"poll_seconds"})
         if unknown:
             raise ConfigurationError(
                 f"unknown slurm parameter(s) {', '.join(unknown)}; allowed: {', '.join(sorted(SLURM_PARAMETERS))}")
@@ -249,7 +332,11 @@ class SubmititExecutor(Executor):
         # Always explicit: submitit's local default is 2 minutes.
         parameters.setdefault("timeout_min", 60)
         converted = {SLURM_PARAMETERS[key]: value for key, value in parameters.items()}
-        if self.executor.cluster != "slurm":
+        if self.executor.cluster == "slurm":
+            # Requeueable, so that a preempted job comes back (and can requeue itself).
+            converted["slurm_additional_parameters"] = {
+                "requeue": True, **converted.get("slurm_additional_parameters", {})}
+        else:
             converted = {key: value for key, value in converted.items() if not key.startswith("slurm_")}
         self.executor.update_parameters(**converted)
         self.workers = int(parameters.get("array_parallelism") or 64)
@@ -267,7 +354,8 @@ class SubmititExecutor(Executor):
         while pending:
             interrupted = []
             for outcome in self._run_array(pending):
-                if outcome.extra.get("interrupted") and requeues < self.max_requeues:
+                if (outcome.extra.get("interrupted") and requeues < self.max_requeues
+                        and outcome.extra.get("slurm_restarts", 0) < self.max_requeues):
                     interrupted.append(outcome.run)  # preempted: requeue, it resumes from its checkpoint
                 else:
                     yield outcome
@@ -276,7 +364,11 @@ class SubmititExecutor(Executor):
     def _run_array(self, runs: list) -> Iterator[RunOutcome]:
         import submitit
 
-        jobs = self.executor.map_array(_SubmititRun(), list(runs))
+        jobs = self.executor.map_array(_SubmititRun(self.max_requeues), list(runs))
+        if self.cluster == "slurm":
+            watcher = _slurm_state_watcher(max(30.0, self.poll_seconds))
+            for job in jobs:
+                job.watcher = watcher
         specs = {job.job_id: spec for job, spec in zip(jobs, runs)}
         remaining = set(specs)
         try:
