@@ -62,6 +62,8 @@ SlurmctldHost=$NODE(127.0.0.1)
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
+# A requeued job waits cred_expire seconds before it starts again (default 120).
+AuthInfo=cred_expire=10
 CryptoType=crypto/munge
 MpiDefault=none
 SwitchType=switch/none
@@ -81,6 +83,8 @@ JobRequeue=1
 KillWait=10
 ReturnToService=2
 SchedulerType=sched/backfill
+# Schedule often (a requeued job would otherwise wait for the next pass, up to a minute).
+SchedulerParameters=sched_interval=2,bf_interval=2
 StateSaveLocation=/var/spool/slurmctld
 SlurmdSpoolDir=/var/spool/slurmd
 SlurmctldPidFile=$SLURM_RUN/slurmctld.pid

@@ -223,17 +223,30 @@ class _SubmititRun:
         return submitit.helpers.DelayedSubmission(self, spec)
 
 
+def _pythonpath_line() -> str:
+    """The sbatch line that puts the folder holding this deepobs package first on PYTHONPATH."""
+    import shlex
+
+    import deepobs
+
+    root = shlex.quote(str(Path(deepobs.__file__).resolve().parents[1]))
+    return f'export PYTHONPATH={root}${{PYTHONPATH:+:$PYTHONPATH}}'
+
+
 def _requeue_this_job() -> bool:
-    """``scontrol requeue`` of the SLURM job this process runs in; False outside SLURM or
-    when SLURM refuses (e.g. the job is being requeued already, or is not requeueable)."""
+    """``scontrol requeue`` of the SLURM job this process runs in: True when SLURM will run
+    the job again (also when it is being requeued already: preemption with requeue, an
+    ``scontrol requeue`` by someone else); False outside SLURM or when SLURM refuses
+    (e.g. the job is not requeueable)."""
     array_job, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
     job_id = f"{array_job}_{task}" if array_job and task else os.environ.get("SLURM_JOB_ID")
     if not job_id or shutil.which("scontrol") is None:
         return False
     try:
-        return subprocess.run(["scontrol", "requeue", job_id], capture_output=True, timeout=60).returncode == 0
+        answer = subprocess.run(["scontrol", "requeue", job_id], capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired):
         return False
+    return answer.returncode == 0 or "pending execution" in answer.stderr.lower()
 
 
 def _slurm_state_watcher(delay_s: float):
@@ -336,6 +349,8 @@ class SubmititExecutor(Executor):
             # Requeueable, so that a preempted job comes back (and can requeue itself).
             converted["slurm_additional_parameters"] = {
                 "requeue": True, **converted.get("slurm_additional_parameters", {})}
+            # Jobs import the same deepobs as this driver (a checkout works without installing).
+            converted["slurm_setup"] = [_pythonpath_line(), *converted.get("slurm_setup", [])]
         else:
             converted = {key: value for key, value in converted.items() if not key.startswith("slurm_")}
         self.executor.update_parameters(**converted)
