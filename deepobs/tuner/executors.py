@@ -210,11 +210,16 @@ class _SubmititRun:
 
     def __call__(self, spec: RunSpec) -> RunOutcome:
         outcome = execute_run(spec)
-        if outcome.extra.get("interrupted"):
+        if outcome.extra.get("interrupted") and os.environ.get("SLURM_JOB_ID"):
             restarts = int(os.environ.get("SLURM_RESTART_COUNT") or 0)
             outcome.extra["slurm_restarts"] = restarts
-            if restarts < self.max_requeues and _requeue_this_job():
+            requeued, state = _requeue_this_job(restarts) if restarts < self.max_requeues else (False, None)
+            if requeued:
                 sys.exit(75)  # no result: SLURM runs the job again
+            if state is not None and state != "RUNNING":  # scancel, or out of time: not for us to rerun
+                outcome.extra["cancelled"] = True
+                outcome.error = (f"stopped by SLURM (job state {state}: cancelled or out of time); its "
+                                 "checkpoint is kept: run the sweep again to resume it")
         return outcome
 
     def checkpoint(self, spec: RunSpec):
@@ -233,20 +238,33 @@ def _pythonpath_line() -> str:
     return f'export PYTHONPATH={root}${{PYTHONPATH:+:$PYTHONPATH}}'
 
 
-def _requeue_this_job() -> bool:
-    """``scontrol requeue`` of the SLURM job this process runs in: True when SLURM will run
-    the job again (also when it is being requeued already: preemption with requeue, an
-    ``scontrol requeue`` by someone else); False outside SLURM or when SLURM refuses
-    (e.g. the job is not requeueable)."""
+def _requeue_this_job(restarts: int) -> tuple:
+    """Requeue the SLURM job this process runs in, after a SIGTERM; returns (requeued,
+    job state). SIGTERM comes with three meanings, told apart by the job's record:
+
+    * SLURM requeues the job (preemption, ``scontrol requeue``): its restart count is
+      already above ``restarts`` (this run's ``SLURM_RESTART_COUNT``): nothing to do;
+    * a signal only (``scancel --signal=TERM``, a site's own preemption notice): the job
+      is still RUNNING: ``scontrol requeue``;
+    * ``scancel`` or the time limit: the job is ending (COMPLETING): it stays ended.
+    """
     array_job, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
     job_id = f"{array_job}_{task}" if array_job and task else os.environ.get("SLURM_JOB_ID")
     if not job_id or shutil.which("scontrol") is None:
-        return False
+        return False, None
     try:
+        shown = subprocess.run(["scontrol", "show", "job", "--oneliner", job_id], capture_output=True,
+                               text=True, timeout=60).stdout
+        fields = dict(item.split("=", 1) for item in shown.split() if "=" in item)
+        state, now = fields.get("JobState"), int(fields.get("Restarts") or 0)
+        if now > restarts:
+            return True, state
+        if state != "RUNNING":
+            return False, state
         answer = subprocess.run(["scontrol", "requeue", job_id], capture_output=True, text=True, timeout=60)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return answer.returncode == 0 or "pending execution" in answer.stderr.lower()
+    except (OSError, ValueError, subprocess.TimeoutExpired):
+        return False, None
+    return answer.returncode == 0 or "pending execution" in answer.stderr.lower(), state
 
 
 def _slurm_state_watcher(delay_s: float):
@@ -370,6 +388,7 @@ class SubmititExecutor(Executor):
             interrupted = []
             for outcome in self._run_array(pending):
                 if (outcome.extra.get("interrupted") and requeues < self.max_requeues
+                        and not outcome.extra.get("cancelled")
                         and outcome.extra.get("slurm_restarts", 0) < self.max_requeues):
                     interrupted.append(outcome.run)  # preempted: requeue, it resumes from its checkpoint
                 else:
