@@ -91,8 +91,11 @@ def _numbers(path) -> dict:
 
 
 def _job_folders(jobs: Path) -> list:
-    """submitit's job folders (named by SLURM job id: ``<array>_<task>``)."""
-    return sorted(p.name for p in jobs.iterdir() if p.is_dir()) if jobs.is_dir() else []
+    """submitit's job folders, one per job (named by SLURM job id: ``<array>_<task>``, or
+    the id of a lone job); submitit's extra folder named by an array's id is left out."""
+    names = {p.name for p in jobs.iterdir() if p.is_dir()} if jobs.is_dir() else set()
+    arrays = {name.partition("_")[0] for name in names if "_" in name}
+    return sorted(name for name in names if name not in arrays)
 
 
 def _array_ids(jobs: Path) -> dict:
@@ -100,7 +103,8 @@ def _array_ids(jobs: Path) -> dict:
     arrays: dict = {}
     for name in _job_folders(jobs):
         array, _, task = name.partition("_")
-        arrays.setdefault(array, []).append(int(task or 0))
+        if task:  # (submitit also makes a folder named by the array id alone)
+            arrays.setdefault(array, []).append(int(task))
     return {array: sorted(tasks) for array, tasks in arrays.items()}
 
 
