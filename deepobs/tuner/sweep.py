@@ -19,6 +19,11 @@ naming the line and the key, before anything runs. Example::
     fake_data: 512
     executor: local         # local | slurm
     workers: 2
+    slurm: {partition: gpu, gpus_per_node: 1, timeout_min: 60, poll_seconds: 5}
+
+Seeds (at most 2**32 - 1) and text hyperparameter values (they become folder names)
+are checked here too. How many runs a sweep may plan without ``--yes``:
+:data:`deepobs.tuner.cli.MAX_RUNS_WITHOUT_YES`.
 """
 
 from __future__ import annotations
