@@ -155,6 +155,10 @@ start_munge() {
     start_daemon munged /run/munge/munged.pid runuser -u munge -- /usr/sbin/munged
 }
 
+our_config() {
+    [ -f "$CONF" ] && grep -qF "$MARKER" "$CONF"
+}
+
 node_state() {
     sinfo -h -N -n "$NODE" -o %t 2>/dev/null | head -n 1
 }
@@ -178,7 +182,13 @@ wait_for_idle() {
 
 start() {
     local begin=$SECONDS
-    if ! command -v sinfo >/dev/null || ! sinfo -h >/dev/null 2>&1 || [ ! -f "$RUN_DIR/slurmd.pid" ]; then
+    if command -v sinfo >/dev/null && sinfo -h >/dev/null 2>&1 && { ! our_config \
+            || { started_pid slurmctld >/dev/null && started_pid slurmd >/dev/null; }; }; then
+        if ! our_config; then
+            say "a SLURM controller answers already (not started by this script): using it"
+            return 0
+        fi
+    else
         install_packages
         need_root "starting slurm"
         mkdir -p "$RUN_DIR" "$SLURM_RUN" "$LOG_DIR" /var/spool/slurmctld /var/spool/slurmd
