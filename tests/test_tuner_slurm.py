@@ -267,3 +267,36 @@ def test_bayesian_search_on_slurm_runs_trials_in_parallel_is_reproducible_and_re
     assert [t["setting"] for t in resumed["trials"]] == [t["setting"] for t in reference["trials"]]
     assert [t["score"] for t in resumed["trials"]] == [t["score"] for t in reference["trials"]]
     assert resumed["best_setting"] == reference["best_setting"]
+
+
+@pytest.mark.parametrize("stop", ["scancel", "scancel --signal=KILL"])
+def test_a_cancelled_or_killed_job_is_failed_not_requeued(slurm, tmp_path, stop):
+    """A plain scancel stays a cancel (the run keeps its checkpoint, nothing reruns it);
+    a job killed without a result is found ended through squeue (no sacct here)."""
+    run = RunSpec("quadratic_deep", "sgd", {"lr": 0.01}, 42, output_dir=str(tmp_path / "res"),
+                  num_epochs=60, batch_size=32, fake_data=256)
+    jobs = tmp_path / "jobs"
+    executor = SubmititExecutor(jobs, cluster="slurm", poll_seconds=0.5,
+                                parameters={"timeout_min": 10, "cpus_per_task": 1})
+    checkpoint = checkpoint_path(run.result_folder(), run.random_seed)
+
+    def stop_when_training():
+        deadline = time.monotonic() + 300
+        while not checkpoint.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        subprocess.run(stop.split() + _job_folders(jobs), capture_output=True, timeout=60)
+
+    thread = threading.Thread(target=stop_when_training, daemon=True)
+    thread.start()
+    (outcome,) = list(executor.run([run]))
+    thread.join(timeout=60)
+    assert outcome.status == "failed" and run.find_result() is None
+    assert _job_folders(jobs) == [outcome.extra["job_id"]]  # not submitted again
+    if stop == "scancel":
+        assert outcome.error.startswith("stopped by SLURM (job state COMPLETING"), outcome.error
+        assert outcome.extra["cancelled"] and checkpoint.exists()
+    else:
+        assert outcome.error.startswith(f"job {outcome.extra['job_id']}: "), outcome.error
+    time.sleep(1)
+    assert subprocess.run(["squeue", "-h", "-j", outcome.extra["job_id"], "-o", "%T"], capture_output=True,
+                          text=True).stdout.strip() in ("", "CANCELLED", "FAILED", "COMPLETED")
