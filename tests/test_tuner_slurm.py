@@ -155,8 +155,9 @@ def _array_wall_seconds(output: Path, array: str) -> float:
 def test_preempted_job_checkpoints_is_requeued_and_ends_bit_identical(slurm, tmp_path, preempt):
     def spec(folder):
         return RunSpec("quadratic_deep", "sgd", {"lr": 0.01}, 42, output_dir=str(tmp_path / folder),
-                       num_epochs=60, batch_size=32, fake_data=256)
+                       num_epochs=300, batch_size=32, fake_data=256)
 
+    # 300 epochs (a few seconds): the signal arrives long before the run would end
     run, jobs = spec("slurm"), tmp_path / "jobs"
     executor = SubmititExecutor(jobs, cluster="slurm", poll_seconds=0.5,
                                 parameters={"timeout_min": 10, "cpus_per_task": 1})
@@ -286,7 +287,7 @@ def test_a_cancelled_or_killed_job_is_failed_not_requeued(slurm, tmp_path, stop)
     """A plain scancel stays a cancel (the run keeps its checkpoint, nothing reruns it);
     a job killed without a result is found ended through squeue (no sacct here)."""
     run = RunSpec("quadratic_deep", "sgd", {"lr": 0.01}, 42, output_dir=str(tmp_path / "res"),
-                  num_epochs=60, batch_size=32, fake_data=256)
+                  num_epochs=300, batch_size=32, fake_data=256)
     jobs = tmp_path / "jobs"
     executor = SubmititExecutor(jobs, cluster="slurm", poll_seconds=0.5,
                                 parameters={"timeout_min": 10, "cpus_per_task": 1})
