@@ -50,7 +50,7 @@ write_config() {
         die "$CONF exists and was not written by this script; not touching it (move it away to use this script)"
     fi
     local cpus memory
-    cpus=$(nproc)
+    cpus=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)  # (nproc obeys OMP_NUM_THREADS)
     # 90 % of the memory, so that slurmd never finds less than the configuration claims.
     memory=$(free -m | awk '/^Mem:/ {print int($2 * 0.9)}')
     mkdir -p "$(dirname "$CONF")"
