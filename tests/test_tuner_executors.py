@@ -129,29 +129,4 @@ def test_deepobs_tune_with_submitit_local_executor(tmp_path, capsys):
     assert "4 runs done (0 found finished), 0 failed" in capsys.readouterr().out
 
 
-def _slurm_cluster_reachable() -> bool:
-    import shutil
-
-    if shutil.which("sbatch") is None or shutil.which("sinfo") is None:
-        return False
-    try:
-        return subprocess.run(["sinfo", "-h"], capture_output=True, timeout=20).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-
-
-@pytest.mark.slow
-def test_slurm_job_array_of_four_runs(tmp_path):
-    if not _slurm_cluster_reachable():
-        pytest.skip("no SLURM controller is reachable (sbatch/sinfo missing or failing)")
-    runs = [RunSpec("two_d_branin", "sgd", {"lr": lr}, 42, output_dir=str(tmp_path / "res"),
-                    num_epochs=1, fake_data=128) for lr in (0.01, 0.02, 0.03, 0.04)]
-    executor = SubmititExecutor(tmp_path / "jobs", cluster="slurm", poll_seconds=1.0,
-                                parameters={"timeout_min": 10, "cpus_per_task": 1, "array_parallelism": 4})
-    outcomes = list(executor.run(runs))
-    assert sorted(o.status for o in outcomes) == ["done"] * 4
-    job_ids = sorted(o.extra["job_id"] for o in outcomes)
-    # one job array: <array id>_<task> for tasks 0..3
-    assert len({job_id.split("_")[0] for job_id in job_ids}) == 1
-    assert sorted(int(job_id.split("_")[1]) for job_id in job_ids) == [0, 1, 2, 3]
-    assert {o.path for o in outcomes} == {str(run.find_result()) for run in runs}
+# A real SLURM cluster: tests/test_tuner_slurm.py (marker slurm).

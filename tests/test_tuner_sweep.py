@@ -167,3 +167,71 @@ def test_bayesian_sweep_runs_end_to_end_and_writes_a_summary(tmp_path, capsys):
     assert study["best_setting"] == best["setting"] and sorted(study["reruns"]["files"]) == ["42", "43"]
     assert len(list((tmp_path / "res").rglob("random_seed__*.json"))) == 5
     assert "two_d_branin SGD: best lr=" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------- checked before anything runs
+def test_seeds_beyond_numpys_limit_are_refused_when_the_sweep_is_loaded(tmp_path):
+    for seeds in ("[1.0e+23]", "[42, 4294967296]", "1.0e+23"):
+        text = f"problems: [quadratic_deep]\noptimizers: {{sgd: {{lr: 0.1}}}}\nseeds: {seeds}\n"
+        with pytest.raises(ConfigurationError, match=r"seeds.*at most 4294967295"):
+            load_sweep(text)
+    with pytest.raises(ConfigurationError, match=r"sweep:1: seeds\[0\]: "):  # YAML reads 1e23 as text
+        load_sweep('{"problems": ["quadratic_deep"], "optimizers": {"sgd": {"lr": 0.1}}, "seeds": [1e23]}')
+    with pytest.raises(ConfigurationError, match=r"rerun_best\[0\].*at most"):
+        load_sweep("problems: [quadratic_deep]\noptimizers: {sgd: {lr: 0.1}}\nrerun_best: [1.0e+23]\n")
+    assert load_sweep("problems: [quadratic_deep]\noptimizers: {sgd: {lr: 0.1}}\nseeds: [4294967295]\n").seeds == (
+        4294967295,)
+
+
+def test_text_hyperparameters_that_cannot_be_folder_names_are_refused_at_load(tmp_path, monkeypatch):
+    (tmp_path / "textopt.py").write_text(
+        "import torch\n"
+        "def build(params, lr=0.1, mode='plain'):\n"
+        "    return torch.optim.SGD(params, lr=lr)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for value in ('"../../../x"', '"a/b"', '".."', '"tab\\there"', "[ok, ../x]"):
+        text = f"problems: [quadratic_deep]\noptimizers:\n  textopt.build: {{mode: {value}}}\n"
+        with pytest.raises(ConfigurationError, match=r"sweep:3: optimizers\.textopt\.build\.mode.*folder name"):
+            load_sweep(text)
+    sweep = load_sweep("problems: [quadratic_deep]\noptimizers:\n  textopt.build: {mode: [plain, fancy]}\n")
+    assert [spec.hyperparams["mode"] for spec in sweep.tuning_runs()] == ["plain", "fancy"]
+
+
+BIG_GRID = """\
+problems: [quadratic_deep]
+optimizers:
+  momentum: {{lr: {{log_grid: [1.0e-5, 1.0, {points}]}}, momentum: {{log_grid: [0.1, 0.99, {points}]}}}}
+output_dir: {out}
+"""
+
+
+def test_a_sweep_of_more_than_10000_runs_needs_yes(tmp_path, capsys):
+    from deepobs.tuner import cli
+
+    sweep = _write(tmp_path, BIG_GRID.format(points=101, out=tmp_path / "res"))  # 10,201 runs
+    assert main([str(sweep), "--dry-run"]) == 2
+    error = capsys.readouterr().err
+    assert "10,201 runs, more than 10,000" in error and "--yes" in error and error.count("\n") == 1
+    assert main([str(sweep), "--commands", str(tmp_path / "jobs.txt")]) == 2
+    assert not (tmp_path / "jobs.txt").exists() and not (tmp_path / "res").exists()
+    cli._check_size(load_sweep(sweep), "local", 1, yes=True)  # --yes: accepted
+    small = load_sweep(_write(tmp_path, BIG_GRID.format(points=100, out=tmp_path / "res"), "small.yaml"))
+    assert cli.planned_runs(small) == cli.MAX_RUNS_WITHOUT_YES  # 10,000: no question asked
+    cli._check_size(small, "local", cli.MAX_WORKERS_WITHOUT_YES, yes=False)
+
+
+def test_too_many_local_workers_need_yes_and_huge_grids_are_refused(tmp_path, capsys):
+    sweep = _write(tmp_path, f"problems: [quadratic_deep]\noptimizers: {{sgd: {{lr: [0.1]}}}}\n"
+                             f"output_dir: {tmp_path / 'res'}\nworkers: 100000\n")
+    assert main([str(sweep)]) == 2
+    error = capsys.readouterr().err
+    assert "100,000 local workers" in error and "--yes" in error and error.count("\n") == 1
+    assert main([str(sweep), "--workers", "257"]) == 2
+    assert "257 local workers" in capsys.readouterr().err
+    assert not (tmp_path / "res").exists()
+    # 1001 x 1001 grid points: more than one search may hold, refused while loading
+    with pytest.raises(ConfigurationError, match=r"1,002,001 points, more than the 1,000,000"):
+        load_sweep(BIG_GRID.format(points=1001, out=tmp_path / "res"))
+    with pytest.raises(ConfigurationError, match=r"budget must be at most 1,000,000"):
+        load_sweep("problems: [quadratic_deep]\noptimizers: {sgd: {lr: {log_uniform: [0.001, 1]}}}\n"
+                   "search: random\nbudget: 1000000000\n")

@@ -9,7 +9,11 @@ Examples::
     deepobs-tune sweep.yaml --commands jobs.txt  # one deepobs-run command a line
 
 A sweep can be interrupted and started again: finished runs are found by their files
-and not run again. Exit status: 0 all runs done, 1 some runs failed (their errors are in
+and not run again. Two drivers may work on one sweep at once (two terminals, a requeued
+driver job): a run the other one holds is "running elsewhere", waited for, never failed.
+A sweep of more than ``MAX_RUNS_WITHOUT_YES`` runs, or more than
+``MAX_WORKERS_WITHOUT_YES`` local workers, needs ``--yes`` (a typo must not start a
+million runs). Exit status: 0 all runs done, 1 some runs failed (their errors are in
 ``<output_dir>/.deepobs_tune/<name>/failures``), 2 bad input, 130 interrupted.
 """
 
@@ -24,6 +28,10 @@ from deepobs.runners.cli import OneLineParser
 from deepobs.safe_names import output_path, quoted, writable_folder
 from deepobs.tuner.executors import EXECUTORS
 
+#: Runs of a sweep (tuning runs and reruns) above which deepobs-tune asks for --yes.
+MAX_RUNS_WITHOUT_YES = 10_000
+#: Local worker processes above which deepobs-tune asks for --yes.
+MAX_WORKERS_WITHOUT_YES = 256
 
 
 def build_parser() -> OneLineParser:
@@ -44,6 +52,9 @@ def build_parser() -> OneLineParser:
     parser.add_argument("--commands", nargs="?", const="-", metavar="FILE",
                         help="write one deepobs-run command a line (to FILE, or stdout) and exit")
     parser.add_argument("-q", "--quiet", action="store_true", help="no line per finished run")
+    parser.add_argument("--yes", action="store_true",
+                        help=f"run (or list) a sweep of more than {MAX_RUNS_WITHOUT_YES:,} runs or with more "
+                             f"than {MAX_WORKERS_WITHOUT_YES} local workers")
     return parser
 
 
@@ -59,12 +70,13 @@ def main(argv=None) -> int:
         for flag, value in (("--workers", args.workers), ("--threads", args.threads)):
             if value is not None and value < 1:
                 raise ConfigurationError(f"{flag} must be >= 1, got {value}")
+        executor, workers = args.executor or sweep.executor, args.workers or sweep.workers
+        _check_size(sweep, executor, workers, args.yes)
         if args.commands is not None:
             return _write_commands(sweep, args.commands)
         if args.dry_run:
             return _dry_run(sweep)
-        return _run(sweep, args.executor or sweep.executor, args.workers or sweep.workers, args.quiet,
-                    args.threads)
+        return _run(sweep, executor, workers, args.quiet, args.threads)
     except ConfigurationError as error:
         print(f"deepobs-tune: error: {error}", file=sys.stderr)
         return 2
@@ -77,6 +89,30 @@ def main(argv=None) -> int:
         print(f"deepobs-tune: error: could not write{where}: {error.strerror or error}; finished runs "
               "are kept: run the same command again once there is room", file=sys.stderr)
         return 1
+
+
+def planned_runs(sweep) -> int:
+    """Tuning runs and reruns the sweep plans (grid points or budget x seeds, + reruns)."""
+    return sum(study.planned_runs() for study in sweep.studies())
+
+
+def _check_size(sweep, executor: str, workers: int, yes: bool) -> None:
+    """A sweep far larger than intended (a typo) is refused unless ``--yes``."""
+    if yes:
+        return
+    runs = planned_runs(sweep)
+    if runs > MAX_RUNS_WITHOUT_YES:
+        raise ConfigurationError(f"the sweep plans {runs:,} runs, more than {MAX_RUNS_WITHOUT_YES:,}; "
+                                 "check the sweep file, or pass --yes to go ahead")
+    if executor == "local" and workers > MAX_WORKERS_WITHOUT_YES:
+        raise ConfigurationError(f"{workers:,} local workers asked for, more than {MAX_WORKERS_WITHOUT_YES} "
+                                 f"(this machine has {_cores()} cores); pass --yes to go ahead")
+
+
+def _cores() -> int:
+    from deepobs.tuner.executors import available_cores
+
+    return available_cores()
 
 
 def _write_commands(sweep, target: str) -> int:
@@ -148,8 +184,9 @@ def _run(sweep, executor_kind: str, workers: int, quiet: bool, threads: Optional
                "progress": progress.as_dict(), "studies": [result.to_dict() for result in results]}
     path = records.write("summary", summary)
     _print_summary(results)
-    failed = records.failures()
-    print(f"{progress.done} runs done ({progress.existed} found finished), {len(failed)} failed, "
+    # The same counters as the progress lines.
+    failed = progress.failed
+    print(f"{progress.done} runs done ({progress.existed} found finished), {failed} failed, "
           f"in {format_seconds(progress.as_dict()['elapsed_seconds'])}; summary: {path}")
     if failed:
         print(f"failed runs and their errors: {folder / 'failures'}", file=sys.stderr)

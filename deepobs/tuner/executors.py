@@ -13,7 +13,10 @@ import multiprocessing
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 from typing import Iterator, Optional
 
@@ -193,16 +196,125 @@ def _default_devices() -> list:
 
 
 class _SubmititRun:
-    """The callable each SLURM job runs. Checkpointable: on preemption or timeout
-    submitit requeues the job, which then finds finished runs by their files."""
+    """The callable each SLURM job runs. A run stopped by SIGTERM (SLURM's preemption
+    signal, ``scancel --signal=TERM``, ``scontrol requeue``) has written its checkpoint;
+    the job then requeues itself (``scontrol requeue``, the same job id) and exits without
+    a result, so that SLURM starts it again and it resumes from the checkpoint. After
+    ``max_requeues`` restarts, or where the job cannot be requeued, the interrupted
+    outcome goes back to the driver, which submits the run again.
+
+    Checkpointable for submitit: on its timeout signal (USR2) submitit requeues the job,
+    which resumes from the checkpoint of the last epoch."""
+
+    def __init__(self, max_requeues: int = 3):
+        self.max_requeues = max_requeues
 
     def __call__(self, spec: RunSpec) -> RunOutcome:
-        return execute_run(spec)
+        outcome = execute_run(spec)
+        if outcome.extra.get("interrupted") and os.environ.get("SLURM_JOB_ID"):
+            restarts = int(os.environ.get("SLURM_RESTART_COUNT") or 0)
+            outcome.extra["slurm_restarts"] = restarts
+            requeued, state = _requeue_this_job(restarts) if restarts < self.max_requeues else (False, None)
+            if requeued:
+                sys.exit(75)  # no result: SLURM runs the job again
+            if state is not None and state != "RUNNING":  # scancel, or out of time: not for us to rerun
+                outcome.extra["cancelled"] = True
+                outcome.error = (f"stopped by SLURM (job state {state}: cancelled or out of time); its "
+                                 "checkpoint is kept: run the sweep again to resume it")
+        return outcome
 
     def checkpoint(self, spec: RunSpec):
         import submitit
 
         return submitit.helpers.DelayedSubmission(self, spec)
+
+
+def _pythonpath_line() -> str:
+    """The sbatch line that puts the folder holding this deepobs package first on PYTHONPATH."""
+    import shlex
+
+    import deepobs
+
+    root = shlex.quote(str(Path(deepobs.__file__).resolve().parents[1]))
+    return f'export PYTHONPATH={root}${{PYTHONPATH:+:$PYTHONPATH}}'
+
+
+def _requeue_this_job(restarts: int) -> tuple:
+    """Requeue the SLURM job this process runs in, after a SIGTERM; returns (requeued,
+    job state). SIGTERM comes with three meanings, told apart by the job's record:
+
+    * SLURM requeues the job (preemption, ``scontrol requeue``): its restart count is
+      already above ``restarts`` (this run's ``SLURM_RESTART_COUNT``): nothing to do;
+    * a signal only (``scancel --signal=TERM``, a site's own preemption notice): the job
+      is still RUNNING: ``scontrol requeue``;
+    * ``scancel`` or the time limit: the job is ending (COMPLETING): it stays ended.
+    """
+    array_job, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    job_id = f"{array_job}_{task}" if array_job and task else os.environ.get("SLURM_JOB_ID")
+    if not job_id or shutil.which("scontrol") is None:
+        return False, None
+    try:
+        shown = subprocess.run(["scontrol", "show", "job", "--oneliner", job_id], capture_output=True,
+                               text=True, timeout=60).stdout
+        fields = dict(item.split("=", 1) for item in shown.split() if "=" in item)
+        state, now = fields.get("JobState"), int(fields.get("Restarts") or 0)
+        if now > restarts:
+            return True, state
+        if state != "RUNNING":
+            return False, state
+        answer = subprocess.run(["scontrol", "requeue", job_id], capture_output=True, text=True, timeout=60)
+    except (OSError, ValueError, subprocess.TimeoutExpired):
+        return False, None
+    return answer.returncode == 0 or "pending execution" in answer.stderr.lower(), state
+
+
+def _slurm_state_watcher(delay_s: float):
+    """A submitit job-state watcher that also works without SLURM accounting.
+
+    submitit asks ``sacct`` for the state of jobs that ended without a result (killed,
+    out of memory); a cluster without slurmdbd (small clusters, scripts/slurm_local.sh)
+    has no ``sacct``. Then ``squeue --states=all`` answers, and a job that squeue no
+    longer lists has ended (state ``ENDED``)."""
+    import getpass
+
+    from submitit.slurm.slurm import SlurmInfoWatcher
+
+    class Watcher(SlurmInfoWatcher):
+        use_squeue = False
+
+        def update(self) -> None:
+            command = self._make_command()
+            if command is None:
+                return
+            self._num_calls += 1
+            if not self.use_squeue:
+                try:
+                    self._info_dict.update(self.read_info(
+                        subprocess.run(command, capture_output=True, check=True, timeout=120).stdout))
+                except subprocess.CalledProcessError:  # "Slurm accounting storage is disabled"
+                    self.use_squeue = True
+                except (OSError, subprocess.TimeoutExpired):
+                    pass
+            if self.use_squeue:
+                self._update_from_squeue()
+            self._last_status_check = time.time()
+            for job_id in self._registered - self._finished:
+                if self.is_done(job_id, mode="cache"):
+                    self._finished.add(job_id)
+
+        def _update_from_squeue(self) -> None:
+            try:
+                listing = subprocess.run(
+                    ["squeue", "--noheader", "--array", "--states=all", "--format=%i|%T",
+                     f"--user={getpass.getuser()}"], capture_output=True, check=True, timeout=120).stdout
+            except (OSError, subprocess.SubprocessError):
+                return  # the controller does not answer now: ask again later
+            info = self.read_info(b"JobID|State\n" + listing)
+            for job_id in self._registered - self._finished:
+                info.setdefault(job_id, {"JobID": job_id, "State": "ENDED"})
+            self._info_dict.update(info)
+
+    return Watcher(delay_s=delay_s)
 
 
 #: Sweep-file keys of the ``slurm`` section -> submitit parameters.
@@ -218,6 +330,7 @@ SLURM_PARAMETERS = {
     "constraint": "slurm_constraint",
     "additional_parameters": "slurm_additional_parameters",
     "setup": "slurm_setup",
+    "poll_seconds": None,  # deepobs-tune's own: how often job states are polled
 }
 
 
@@ -241,7 +354,8 @@ class SubmititExecutor(Executor):
         except ImportError:
             raise ConfigurationError("the slurm executor needs submitit: pip install submitit") from None
         parameters = dict(parameters or {})
-        unknown = sorted(set(parameters) - set(SLURM_PARAMETERS))
+        poll_seconds = float(parameters.pop("poll_seconds", poll_seconds))
+        unknown = sorted(set(parameters) - set(SLURM_PARAMETERS) - {"poll_seconds"})
         if unknown:
             raise ConfigurationError(
                 f"unknown slurm parameter(s) {', '.join(unknown)}; allowed: {', '.join(sorted(SLURM_PARAMETERS))}")
@@ -250,7 +364,13 @@ class SubmititExecutor(Executor):
         # Always explicit: submitit's local default is 2 minutes.
         parameters.setdefault("timeout_min", 60)
         converted = {SLURM_PARAMETERS[key]: value for key, value in parameters.items()}
-        if self.executor.cluster != "slurm":
+        if self.executor.cluster == "slurm":
+            # Requeueable, so that a preempted job comes back (and can requeue itself).
+            converted["slurm_additional_parameters"] = {
+                "requeue": True, **converted.get("slurm_additional_parameters", {})}
+            # Jobs import the same deepobs as this driver (a checkout works without installing).
+            converted["slurm_setup"] = [_pythonpath_line(), *converted.get("slurm_setup", [])]
+        else:
             converted = {key: value for key, value in converted.items() if not key.startswith("slurm_")}
         self.executor.update_parameters(**converted)
         self.workers = int(parameters.get("array_parallelism") or 64)
@@ -268,7 +388,9 @@ class SubmititExecutor(Executor):
         while pending:
             interrupted = []
             for outcome in self._run_array(pending):
-                if outcome.extra.get("interrupted") and requeues < self.max_requeues:
+                if (outcome.extra.get("interrupted") and requeues < self.max_requeues
+                        and not outcome.extra.get("cancelled")
+                        and outcome.extra.get("slurm_restarts", 0) < self.max_requeues):
                     interrupted.append(outcome.run)  # preempted: requeue, it resumes from its checkpoint
                 else:
                     yield outcome
@@ -277,7 +399,11 @@ class SubmititExecutor(Executor):
     def _run_array(self, runs: list) -> Iterator[RunOutcome]:
         import submitit
 
-        jobs = self.executor.map_array(_SubmititRun(), list(runs))
+        jobs = self.executor.map_array(_SubmititRun(self.max_requeues), list(runs))
+        if self.cluster == "slurm":
+            watcher = _slurm_state_watcher(max(30.0, self.poll_seconds))
+            for job in jobs:
+                job.watcher = watcher
         specs = {job.job_id: spec for job, spec in zip(jobs, runs)}
         remaining = set(specs)
         try:

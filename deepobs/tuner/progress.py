@@ -35,6 +35,7 @@ class SweepProgress:
         self.failed = 0
         self.existed = 0
         self.executed = 0
+        self.elsewhere = 0
         self.started = time.perf_counter()
 
     def add(self, runs: int) -> None:
@@ -67,6 +68,14 @@ class SweepProgress:
         if self.stream is not None:
             print(self.line(outcome), file=self.stream, flush=True)
 
+    def running_elsewhere(self, run) -> None:
+        """Note a run that another process holds (another driver, a requeued job): it is
+        waited for, not failed."""
+        self.elsewhere += 1
+        if self.stream is not None:
+            print(f"[{self.counts()}] {run.label()}: running elsewhere (another process holds it); waiting",
+                  file=self.stream, flush=True)
+
     def counts(self) -> str:
         """The progress counters and ETA as one line."""
         return (f"{self.done + self.failed}/{self.total} | done {self.done} | failed {self.failed} "
@@ -77,7 +86,7 @@ class SweepProgress:
         if outcome.status == "failed":
             what = f"FAILED: {outcome.error}"
         elif outcome.status == "exists":
-            what = "already done"
+            what = "done elsewhere" if outcome.extra.get("elsewhere") else "already done"
         else:
             what = f"done in {outcome.seconds:.1f} s"
         return f"[{self.counts()}] {outcome.run.label()}: {what}"
@@ -85,6 +94,7 @@ class SweepProgress:
     def as_dict(self) -> dict:
         """For the sweep's progress.json."""
         return {"total": self.total, "done": self.done, "failed": self.failed,
-                "already_done": self.existed, "remaining": self.remaining,
+                "already_done": self.existed, "waited_for_elsewhere": self.elsewhere,
+                "remaining": self.remaining,
                 "elapsed_seconds": time.perf_counter() - self.started,
                 "eta_seconds": self.eta_seconds()}

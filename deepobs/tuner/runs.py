@@ -8,6 +8,7 @@ so one bad run does not stop a sweep.
 from __future__ import annotations
 
 import math
+import os
 import shlex
 import time
 import traceback
@@ -38,6 +39,25 @@ class RunSpec(RunConfig):
     def find_result(self) -> Optional[Path]:
         """This run's result file, if it exists."""
         return RunConfig.find_result(self.resolved())
+
+    def held_elsewhere(self) -> bool:
+        """Whether another process holds this run's lock (it is running elsewhere: another
+        sweep driver, a requeued job). Takes nothing: the lock is only probed."""
+        from deepobs.runners.locking import lock_path
+
+        try:
+            import fcntl
+
+            descriptor = os.open(lock_path(self.result_folder(), self.random_seed), os.O_RDONLY)
+        except (ImportError, OSError):  # no lock file (or no flock): nobody holds it
+            return False
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        finally:
+            os.close(descriptor)  # closing drops a lock taken here
+        return False
 
     def key(self) -> str:
         """A readable identity: problem/optimizer/setting/seed."""
@@ -119,8 +139,9 @@ def coerce_value(name: str, value, value_type):
 class RunOutcome:
     """What happened to one run.
 
-    status: ``done`` (ran now), ``exists`` (a result file was there already) or
-    ``failed`` (``error`` says why; ``details`` holds the traceback).
+    status: ``done`` (ran now), ``exists`` (a result file was there already),
+    ``elsewhere`` (another process holds the run's lock: it is running elsewhere; not a
+    failure) or ``failed`` (``error`` says why; ``details`` holds the traceback).
     """
 
     run: RunSpec
@@ -150,6 +171,10 @@ def execute_run(run: RunSpec) -> RunOutcome:
         return RunOutcome(run, "done", str(path), time.perf_counter() - started)
     except Exception as error:  # one failed run must not stop the sweep
         from deepobs.runners.checkpoint import RunInterrupted
+        from deepobs.runners.locking import RunLockedError
+
+        if isinstance(error, RunLockedError):  # another driver or job runs it: not a failure
+            return RunOutcome(run, "elsewhere", None, time.perf_counter() - started, error=_first_line(str(error)))
 
         return RunOutcome(run, "failed", None, time.perf_counter() - started,
                           error=_first_line(f"{type(error).__name__}: {error}"),

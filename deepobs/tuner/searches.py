@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import statistics
+import time
 from dataclasses import dataclass, field
 from typing import Iterable, Optional
 
@@ -41,6 +42,8 @@ def _check_budget(budget, required: bool) -> Optional[int]:
         return None
     if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
         raise ConfigurationError(f"budget must be an integer >= 1, got {budget!r}")
+    if budget > spaces.MAX_SETTINGS:
+        raise ConfigurationError(f"budget must be at most {spaces.MAX_SETTINGS:,}, got {budget:,}")
     return budget
 
 
@@ -378,6 +381,30 @@ class Study:
             if index >= 0 and len(trial.paths) + len(trial.errors) == len(self.seeds):
                 self.proposer.tell(index, trial.score)
 
+    def refresh_from_disk(self) -> None:
+        """Re-read every trial's result files, so that the study's scores are those of the
+        files on disk (a run another driver finished, a failure that another process
+        has since run successfully)."""
+        for trial in self.trials:
+            self._refresh(trial, self.seeds)
+        if self.reruns is not None:
+            self._refresh(self.reruns, self.seeds + self.rerun_seeds)
+
+    def _refresh(self, trial: Trial, seeds: tuple) -> None:
+        for seed in seeds:
+            path = self.run_spec(trial.setting, seed).find_result()
+            if path is None:
+                continue
+            try:
+                output = read_output(path)
+                self.metric = self.metric or validation_metric(output)
+                trial.scores[seed] = objective(output, self.mode)
+            except (OSError, ValueError) as error:
+                trial.errors[seed] = f"{path}: {error}"
+                continue
+            trial.paths[seed] = str(path)
+            trial.errors.pop(seed, None)
+
     def best_trial(self) -> Optional[Trial]:
         """The setting chosen by the rule ``deepobs-plot`` applies too
         (:func:`deepobs.analyzer.selection.choose`): the best mean over the tuning seeds,
@@ -410,25 +437,50 @@ class Study:
                            self.best_trial(), self.reruns, self.seeds)
 
 
+#: How often a driver looks whether runs held by another process have finished (seconds).
+ELSEWHERE_POLL_SECONDS = 1.0
+
+
 def execute(runs: list, executor, progress: Optional[SweepProgress] = None,
             records: Optional[SweepRecords] = None):
     """Yield an outcome per run: runs with a result file at once, the rest through
-    ``executor``. Failures are recorded, never raised."""
+    ``executor``. Failures are recorded, never raised.
+
+    A run whose lock another process holds (a second driver on the same sweep, a
+    requeued job) is running elsewhere: it is not submitted, and not failed; the driver
+    waits for it, takes its result file when it appears, and runs it itself if the lock
+    is let go without a result (the other process was killed)."""
     from deepobs.tuner.executors import SerialExecutor
 
     executor = executor or SerialExecutor()
-    todo = []
-    for spec in runs:
-        existing = spec.find_result()
-        if existing is not None:
-            outcome = RunOutcome(spec, "exists", str(existing))
+    pending, announced = list(runs), set()
+    while pending:
+        todo, waiting = [], []
+        for spec in pending:
+            existing = spec.find_result()
+            if existing is not None:
+                outcome = RunOutcome(spec, "exists", str(existing),
+                                     extra={"elsewhere": True} if spec.key() in announced else {})
+                _account(outcome, progress, records)
+                yield outcome
+            elif spec.held_elsewhere():
+                waiting.append(spec)
+            else:
+                todo.append(spec)
+        for outcome in executor.run(todo) if todo else ():
+            if outcome.status == "elsewhere":
+                waiting.append(outcome.run)
+                continue
             _account(outcome, progress, records)
             yield outcome
-        else:
-            todo.append(spec)
-    for outcome in executor.run(todo):
-        _account(outcome, progress, records)
-        yield outcome
+        for spec in waiting:
+            if spec.key() not in announced:
+                announced.add(spec.key())
+                if progress is not None:
+                    progress.running_elsewhere(spec)
+        while waiting and all(spec.held_elsewhere() and spec.find_result() is None for spec in waiting):
+            time.sleep(ELSEWHERE_POLL_SECONDS)
+        pending = waiting
 
 
 def _account(outcome: RunOutcome, progress, records) -> None:
@@ -459,9 +511,13 @@ def tune_studies(studies: list, executor=None, progress: Optional[SweepProgress]
         if not batch:
             break
         _deliver(execute(batch, executor, progress, records), studies)
+    for study in studies:
+        study.refresh_from_disk()
     reruns = _unique([spec for study in studies for spec in study.ask_reruns()], progress)
     if reruns:
         _deliver(execute(reruns, executor, progress, records), studies)
+        for study in studies:
+            study.refresh_from_disk()
     if progress is not None:  # planned reruns of a study without a finished setting never ran
         progress.total = progress.done + progress.failed
     return [study.result() for study in studies]

@@ -19,6 +19,10 @@ import numpy as np
 
 from deepobs.errors import ConfigurationError
 
+#: Most settings one search may propose (grid points or budget): a bound on memory and
+#: time; deepobs-tune asks for --yes well below it (see deepobs.tuner.cli).
+MAX_SETTINGS = 1_000_000
+
 
 def _check_bounds(kind: str, low, high, positive: bool = False) -> tuple:
     for value in (low, high):
@@ -162,6 +166,9 @@ def grid_points(space: dict) -> list:
                 f"grid search needs a list of values for {name!r}, got the distribution {value!r} "
                 "(use random or bayesian search, or log_grid)")
     names = sorted(searched)
+    size = math.prod(len(searched[name]) for name in names)
+    if size > MAX_SETTINGS:
+        raise ConfigurationError(f"the grid has {size:,} points, more than the {MAX_SETTINGS:,} a sweep can hold")
     return [{**fixed, **dict(zip(names, combination))}
             for combination in itertools.product(*(searched[name] for name in names))]
 

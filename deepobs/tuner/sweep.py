@@ -19,6 +19,11 @@ naming the line and the key, before anything runs. Example::
     fake_data: 512
     executor: local         # local | slurm
     workers: 2
+    slurm: {partition: gpu, gpus_per_node: 1, timeout_min: 60, poll_seconds: 5}
+
+Seeds (at most 2**32 - 1) and text hyperparameter values (they become folder names)
+are checked here too. How many runs a sweep may plan without ``--yes``:
+:data:`deepobs.tuner.cli.MAX_RUNS_WITHOUT_YES`.
 """
 
 from __future__ import annotations
@@ -62,6 +67,8 @@ SEARCHES = {"grid": GridSearch, "random": RandomSearch, "bayesian": BayesianSear
 EXECUTORS = ("local", "slurm")
 DISTRIBUTIONS = ("log_uniform", "uniform", "int_uniform", "log_grid", "scipy")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+#: Largest seed (NumPy's limit; the runner refuses larger ones).
+MAX_SEED = 2 ** 32 - 1
 _MAX_DEPTH = 32
 _MAX_NODES = 100_000
 
@@ -515,9 +522,21 @@ def _value(value, value_type, path: tuple):
     if isinstance(value, (dict, list)) or value is None:
         raise _Invalid(path, f"must be a {value_type.__name__}, got {_kind(value)}")
     try:
-        return coerce_value(path[-1] if path else "value", value, value_type)
+        coerced = coerce_value(path[-1] if path else "value", value, value_type)
     except ConfigurationError:
         raise _Invalid(path, f"must be a {value_type.__name__}, got {value!r}") from None
+    if isinstance(coerced, str):
+        _check_folder_text(coerced, path)
+    return coerced
+
+
+def _check_folder_text(value: str, path: tuple) -> None:
+    """Text values become part of a setting's folder name: the runner's rule, checked
+    before anything runs (no path separator, no control character, not . or ..)."""
+    if (value in (".", "..") or "/" in value or "\\" in value or any(ord(c) < 32 for c in value)
+            or len(value) > 200):
+        raise _Invalid(path, f"{value!r} is not usable in a folder name (at most 200 characters, "
+                             "no '/', '\\' or control characters, not '.' or '..')")
 
 
 def _distribution(spec: dict, value_type, path: tuple, method: str):
@@ -577,6 +596,10 @@ def _seeds(value, path: tuple) -> tuple:
         seeds = tuple(_as_integer(seed, path + (i,), 0) for i, seed in enumerate(value))
     else:
         seeds = (_as_integer(value, path, 0),)
+    for index, seed in enumerate(seeds):
+        if seed > MAX_SEED:
+            where = path + (index,) if isinstance(value, list) else path
+            raise _Invalid(where, f"a seed must be at most {MAX_SEED} (NumPy's limit), got {seed!r}")
     if len(set(seeds)) != len(seeds):
         raise _Invalid(path, f"seeds repeat: {list(seeds)}")
     return seeds
@@ -596,7 +619,7 @@ def _rerun_seeds(data: dict) -> tuple:
 _SLURM_TYPES = {
     "partition": str, "timeout_min": int, "gpus_per_node": int, "cpus_per_task": int, "mem_gb": float,
     "array_parallelism": int, "account": str, "qos": str, "constraint": str,
-    "additional_parameters": dict, "setup": list,
+    "additional_parameters": dict, "setup": list, "poll_seconds": float,
 }
 
 
