@@ -301,7 +301,7 @@ def _check_fields(config: RunConfig) -> None:
             output_path(getattr(config, name), name)
     for name in ("hyperparams", "base_hyperparams", "fallback_hyperparams"):
         for key, value in getattr(config, name).items():
-            _check_value(key, value)
+            check_hyperparameter_value(key, value)
 
 
 def _integer(config, name: str, minimum: int, maximum: Optional[int] = None, why: str = "") -> None:
@@ -314,12 +314,12 @@ def _integer(config, name: str, minimum: int, maximum: Optional[int] = None, why
         raise ConfigurationError(f"{name} must be an integer >= {minimum}{bound}, got {value!r}")
 
 
-def _check_value(name: str, value) -> None:
+def check_hyperparameter_value(name: str, value) -> None:
     """Hyperparameter values are plain data: numbers (inf allowed: optimizers use it as a
     default), booleans, None, strings, tuples of those. NaN is refused."""
     if isinstance(value, (tuple, list)):
         for item in value:
-            _check_value(name, item)
+            check_hyperparameter_value(name, item)
     elif isinstance(value, float) and math.isnan(value):
         raise ConfigurationError(f"hyperparameter {name} must be a finite number or ±inf, got nan")
     elif isinstance(value, str) and any(ord(c) < 32 for c in value):
@@ -349,7 +349,7 @@ def complete_hyperparams(spec, given: dict, prefix: str) -> dict:
         flags = ", ".join(hyperparameter_flag(prefix + m) for m in missing)
         raise ConfigurationError(f"missing hyperparameter(s) for {spec.name}: {flags}")
     for name, value in values.items():
-        _check_value(prefix + name, value)
+        check_hyperparameter_value(prefix + name, value)
     return {name: values[name] for name in declared if name in values}
 
 

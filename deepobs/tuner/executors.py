@@ -1,7 +1,7 @@
 """Executors: run a list of RunSpecs somewhere and yield their outcomes as they finish.
 
 One small interface (``run(runs) -> iterator of RunOutcome``, ``close()``), two engines
-(DESIGN.md decision 10): :class:`LocalExecutor`, a process pool on this machine, and
+(docs/design.md, decision 10): :class:`LocalExecutor`, a process pool on this machine, and
 :class:`SubmititExecutor`, SLURM job arrays through submitit (or submitit's local
 subprocess executor, for tests and debugging).
 """

@@ -39,6 +39,7 @@ from typing import Any, Optional, Union
 import yaml
 
 from deepobs.errors import ConfigurationError
+from deepobs.runners.run_config import MAX_SEED, check_hyperparameter_value
 from deepobs.tuner import spaces
 from deepobs.tuner.searches import RERUN_SEEDS, TUNING_SEED, BayesianSearch, GridSearch, RandomSearch, Study
 
@@ -67,8 +68,6 @@ SEARCHES = {"grid": GridSearch, "random": RandomSearch, "bayesian": BayesianSear
 EXECUTORS = ("local", "slurm")
 DISTRIBUTIONS = ("log_uniform", "uniform", "int_uniform", "log_grid", "scipy")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-#: Largest seed (NumPy's limit; the runner refuses larger ones).
-MAX_SEED = 2 ** 32 - 1
 _MAX_DEPTH = 32
 _MAX_NODES = 100_000
 
@@ -525,18 +524,11 @@ def _value(value, value_type, path: tuple):
         coerced = coerce_value(path[-1] if path else "value", value, value_type)
     except ConfigurationError:
         raise _Invalid(path, f"must be a {value_type.__name__}, got {value!r}") from None
-    if isinstance(coerced, str):
-        _check_folder_text(coerced, path)
+    try:  # the runner's rule for a value, checked before anything runs
+        check_hyperparameter_value(path[-1] if path else "value", coerced)
+    except ConfigurationError as error:
+        raise _Invalid(path, str(error)) from None
     return coerced
-
-
-def _check_folder_text(value: str, path: tuple) -> None:
-    """Text values become part of a setting's folder name: the runner's rule, checked
-    before anything runs (no path separator, no control character, not . or ..)."""
-    if (value in (".", "..") or "/" in value or "\\" in value or any(ord(c) < 32 for c in value)
-            or len(value) > 200):
-        raise _Invalid(path, f"{value!r} is not usable in a folder name (at most 200 characters, "
-                             "no '/', '\\' or control characters, not '.' or '..')")
 
 
 def _distribution(spec: dict, value_type, path: tuple, method: str):
