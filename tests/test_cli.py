@@ -93,7 +93,7 @@ def test_signature_hyperparameters_skip_implementation_switches():
     (["quadratic_deep", "--optimizer", "sgdd", "--lr", "0.1"], "unknown optimizer 'sgdd'"),
     (["quadratic_deep", "--optimizer", "sgd", "--lr", "1", "--lrr", "0.1"], "unrecognized arguments: --lrr"),
     (["quadratic_deep", "--optimizer", "sgd", "--lr", "abc"], "invalid float value: 'abc'"),
-    (["quadratic_deep", "--optimizer", "sgd"], "required: --lr"),
+    (["quadratic_deep", "--optimizer", "sgd", "--nesterov", "maybe"], "unrecognized arguments"),
     (["quadratic_deep", "--optimizer", "sgd", "--lr", "0.1", "--bs", "-5"], "batch_size"),
     (["quadratic_deep", "--optimizer", "sgd", "--lr", "0.1", "-N", "-1"], "num_epochs"),
     (["quadratic_deep", "--optimizer", "sgd", "--lr", "-0.1"], "Invalid learning rate"),

@@ -34,6 +34,7 @@ RUNNER_FLAGS = {
     "lr_sched_epochs", "lr_sched_factors", "protocol", "device", "quiet", "eval_batch_size",
     "list", "verbose", "list_optimizers", "help", "fake_data", "resume", "overwrite",
     "keep_checkpoints", "checkpoint_every", "amp", "compile", "compile_mode", "channels_last",
+    "base_optimizer", "fallback_optimizer",
 }
 
 
@@ -69,12 +70,15 @@ def hyperparameter_flag(name: str) -> str:
     return f"--optimizer_{name}" if name in RUNNER_FLAGS else f"--{name}"
 
 
-def _add_hyperparameters(parser, hyperparameter_names: dict, given: Optional[dict] = None) -> None:
-    group = parser.add_argument_group("optimizer hyperparameters")
+def _add_hyperparameters(parser, hyperparameter_names: dict, given: Optional[dict] = None,
+                         prefix: str = "", title: str = "optimizer hyperparameters") -> None:
+    from deepobs.runners.optimizers import parse_hyperparameter_value
+
+    group = parser.add_argument_group(title)
     for name, spec in hyperparameter_names.items():
         value_type = spec.get("type", float)
         required = "default" not in spec and name not in (given or {})
-        kwargs = dict(dest=f"hp__{name}", required=required)
+        kwargs = dict(dest=f"{prefix or 'hp'}__{name}", required=required)
         if "default" in spec:
             kwargs["default"] = spec["default"]
             help_text = f"default {spec['default']!r}"
@@ -82,16 +86,29 @@ def _add_hyperparameters(parser, hyperparameter_names: dict, given: Optional[dic
             help_text = "required" if required else "given in the script"
         if value_type is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
-        elif value_type is tuple:
-            kwargs.update(nargs=len(spec.get("default", ())) or "+", type=float,
-                          metavar=name.upper())
-        else:
-            kwargs["type"] = value_type
-        group.add_argument(hyperparameter_flag(name), help=help_text, **kwargs)
+        elif value_type is tuple:  # --betas 0.9 0.99 or --betas "(0.9, 0.99)"  [optfam]
+            kwargs.update(nargs="+", type=str, metavar=name.upper())
+        else:  # [optfam] inf, None, literals: parse_hyperparameter_value
+            kwargs["type"] = _value_parser(name, spec, parse_hyperparameter_value)
+        flag = f"--{prefix}_{name}" if prefix else hyperparameter_flag(name)
+        group.add_argument(flag, help=help_text, **kwargs)
+
+
+def _value_parser(name: str, spec: dict, parse):
+    """An argparse type reading one hyperparameter (its error names the expected type)."""
+    def parse_value(text: str):
+        try:
+            return parse(text, spec)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"invalid {getattr(spec.get('type'), '__name__', 'literal')} value: {text!r}") from None
+    parse_value.__name__ = getattr(spec.get("type"), "__name__", "literal")
+    return parse_value
 
 
 def build_run_parser(hyperparameter_names: dict, optimizer_flag: bool = True,
-                     lr_schedule: bool = True, given: Optional[dict] = None) -> argparse.ArgumentParser:
+                     lr_schedule: bool = True, given: Optional[dict] = None,
+                     base=None, fallback=None) -> argparse.ArgumentParser:
     """The full ``deepobs-run`` parser, with one flag per optimizer hyperparameter."""
     parser = OneLineParser(
         prog="deepobs-run", allow_abbrev=False,
@@ -153,16 +170,31 @@ def build_run_parser(hyperparameter_names: dict, optimizer_flag: bool = True,
         parser.add_argument("--lr_sched_factors", type=float, nargs="+",
                             help="factors of the base learning rate from those epochs on")
     _add_hyperparameters(parser, hyperparameter_names, given)
+    # [optfam] a wrapper's base optimizer and a matrix optimizer's fallback, with their flags
+    parser.add_argument("--base_optimizer", help="optimizer a wrapper (SAM, Lookahead ...) wraps (default sgd)")
+    parser.add_argument("--fallback_optimizer",
+                        help="optimizer of the parameters a matrix optimizer (Muon ...) does not take (default adamw)")
+    for prefix, spec in (("base", base), ("fallback", fallback)):
+        if spec is not None:
+            _add_hyperparameters(parser, spec.hyperparameters, prefix=prefix,
+                                 title=f"{prefix} optimizer ({spec.name}) hyperparameters")
     return parser
 
 
-def split_hyperparameters(namespace: dict) -> tuple[dict, dict]:
-    """Separate the optimizer's hyperparameters (``hp__`` destinations) from run flags."""
-    hyperparams = {key[4:]: value for key, value in namespace.items() if key.startswith("hp__")}
-    rest = {key: value for key, value in namespace.items() if not key.startswith("hp__")}
+def split_hyperparameters(namespace: dict, prefix: str = "hp") -> tuple[dict, dict]:
+    """Separate the optimizer's hyperparameters (``hp__`` destinations; ``base__``,
+    ``fallback__`` for the base and fallback optimizers) from run flags."""
+    start = f"{prefix}__"
+    hyperparams = {key[len(start):]: value for key, value in namespace.items() if key.startswith(start)}
+    rest = {key: value for key, value in namespace.items() if not key.startswith(start)}
     for name, value in hyperparams.items():
-        if isinstance(value, list):
-            hyperparams[name] = tuple(value)
+        if isinstance(value, list):  # tuple flags: --betas 0.9 0.99 or --betas "(0.9, 0.99)"
+            from deepobs.runners.optimizers import parse_hyperparameter_value
+
+            try:
+                hyperparams[name] = parse_hyperparameter_value(" ".join(value), {"type": tuple})
+            except ValueError as error:
+                raise ConfigurationError(f"--{name}: {error}") from None
     return {k: v for k, v in hyperparams.items() if v is not None}, rest
 
 
@@ -194,6 +226,8 @@ def main(argv=None) -> int:
     pre = OneLineParser(prog="deepobs-run", add_help=False, allow_abbrev=False)
     pre.add_argument("testproblem", nargs="?")
     pre.add_argument("--optimizer")
+    pre.add_argument("--base_optimizer")
+    pre.add_argument("--fallback_optimizer")
     pre.add_argument("--list", nargs="?", const="*", metavar="PATTERN")
     pre.add_argument("-v", "--verbose", action="store_true")
     pre.add_argument("--list-optimizers", "--list_optimizers", dest="list_optimizers", action="store_true")
@@ -209,11 +243,18 @@ def main(argv=None) -> int:
         from deepobs.runners.optimizers import resolve_optimizer
 
         spec = resolve_optimizer(known.optimizer) if known.optimizer else None
-        parser = build_run_parser(spec.hyperparameters if spec else {})
+        base = resolve_optimizer(known.base_optimizer) if known.base_optimizer else None
+        fallback = resolve_optimizer(known.fallback_optimizer) if known.fallback_optimizer else None
+        parser = build_run_parser(spec.hyperparameters if spec else {}, base=base, fallback=fallback)
         if known.help or spec is None:
             parser.parse_args(argv)  # prints help, or the one-line error for --optimizer
         namespace = vars(parser.parse_args(argv))
         hyperparams, args = split_hyperparameters(namespace)
+        base_hyperparams, args = split_hyperparameters(args, "base")
+        fallback_hyperparams, args = split_hyperparameters(args, "fallback")
+        args.pop("base_optimizer"), args.pop("fallback_optimizer")
+        args["base"] = (base, base_hyperparams) if base is not None else None
+        args["fallback"] = (fallback, fallback_hyperparams) if fallback is not None else None
         return _run(spec, hyperparams, args)
     except ConfigurationError as error:
         _error(error)
@@ -242,7 +283,8 @@ def _run(spec, hyperparams: dict, args: dict) -> int:
     schedule = {"lr_sched_epochs": args.pop("lr_sched_epochs"),
                 "lr_sched_factors": args.pop("lr_sched_factors")}
     runner_class = LearningRateScheduleRunner if any(v is not None for v in schedule.values()) else StandardRunner
-    runner = runner_class(spec.build, spec.hyperparameters, optimizer_name=optimizer_name)
+    runner = runner_class(spec.build, spec.hyperparameters, optimizer_name=optimizer_name,
+                          base=args.pop("base"), fallback=args.pop("fallback"))
     if runner_class is StandardRunner:
         schedule = {}
     runner.run(hyperparams=hyperparams, **args, **schedule)

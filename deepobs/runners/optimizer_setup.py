@@ -572,6 +572,28 @@ def _default(name: str) -> tuple:
     return spec, {k: v["default"] for k, v in spec.hyperparameters.items() if "default" in v}
 
 
+def companion(value) -> Optional[tuple]:
+    """A base or fallback optimizer as ``(OptimizerSpec, hyperparams)`` with defaults
+    filled in, from a name, an OptimizerSpec, or ``(name or spec, hyperparams)``."""
+    if value is None:
+        return None
+    given = {}
+    if isinstance(value, tuple):
+        value, given = value
+    spec = resolve_optimizer(value) if isinstance(value, str) else value
+    if not isinstance(spec, OptimizerSpec):
+        raise ConfigurationError(f"a base or fallback optimizer is a name or an OptimizerSpec, got {value!r}")
+    given = dict(given or {})
+    unknown = sorted(set(given) - set(spec.hyperparameters))
+    if unknown:
+        raise ConfigurationError(f"unknown hyperparameter(s) {', '.join(unknown)} for {spec.name}; "
+                                 f"allowed: {', '.join(sorted(spec.hyperparameters)) or 'none'}")
+    missing = [k for k, v in spec.hyperparameters.items() if "default" not in v and k not in given]
+    if missing:
+        raise ConfigurationError(f"missing hyperparameter(s) for {spec.name}: {', '.join(missing)}")
+    return spec, {**{k: v["default"] for k, v in spec.hyperparameters.items() if "default" in v}, **given}
+
+
 class _ConstantRho:
     """GSAM's ``rho_scheduler`` when the runner supplies it: a constant radius."""
 

@@ -8,6 +8,7 @@ Layout (reference/deepobs.md §3.5)::
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 import time
@@ -30,7 +31,7 @@ def float2str(value: float) -> str:
 def format_value(value) -> str:
     """A value as it appears in a setting folder name: floats by float2str, else ``str``."""
     if isinstance(value, float):
-        return float2str(value)
+        return float2str(value) if math.isfinite(value) else str(value)  # [optfam] inf defaults
     return str(value)
 
 

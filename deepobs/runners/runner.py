@@ -44,7 +44,8 @@ from deepobs.errors import ConfigurationError
 from deepobs.registry import get_problem_class
 from deepobs.runners import checkpoint, distributed, results
 from deepobs.runners.locking import RunLock, lock_path
-from deepobs.runners.optimizers import build_optimizer
+from deepobs.runners.optimizers import OptimizerSpec
+from deepobs.runners import optimizer_setup  # [optfam] every optimizer family
 from deepobs.version import __version__
 
 
@@ -79,14 +80,20 @@ class StandardRunner:
             names without a default must be given to :meth:`run`.
         optimizer_name: the name written to the results (default: the class name), so
             that e.g. SGD, Momentum and Nesterov are told apart.
+        base, fallback: a wrapper's base optimizer and a matrix optimizer's fallback,
+            each a name or ``(name or OptimizerSpec, hyperparams)`` (see
+            :func:`deepobs.runners.optimizer_setup.prepare_optimizer`).
     """
 
     def __init__(self, optimizer_class: Callable, hyperparameter_names: dict,
-                 optimizer_name: Optional[str] = None):
+                 optimizer_name: Optional[str] = None, *, base=None, fallback=None):
         self._optimizer_class = optimizer_class
         self._hyperparameter_names = dict(hyperparameter_names)
         self._optimizer_name = optimizer_name or getattr(optimizer_class, "__name__", "Optimizer")
         self._quiet = False
+        # [optfam] base and fallback optimizers, (OptimizerSpec, hyperparams) or None
+        self._base = optimizer_setup.companion(base)
+        self._fallback = optimizer_setup.companion(fallback)
 
     # ------------------------------------------------------------------ run
     def run(self, testproblem: Optional[str] = None, hyperparams: Optional[dict] = None,
@@ -215,7 +222,8 @@ class StandardRunner:
         if not no_logs:
             results.ensure_writable(run_folder)
         # Reject bad hyperparameter values before any data is loaded.
-        build_optimizer(self._optimizer_class, [torch.zeros(1, requires_grad=True)], hyperparams)
+        optimizer_setup.check_optimizer(self._optimizer_spec(), hyperparams, base=self._base,  # [optfam]
+                                        fallback=self._fallback)
         config = checkpoint.run_config(
             testproblem, batch_size, num_epochs, effective_wd, self._optimizer_name,
             _qualified_name(self._optimizer_class), hyperparams, training_params, protocol, fake_data)
@@ -266,6 +274,7 @@ class StandardRunner:
                 output, testproblem, batch_size, num_epochs, random_seed, weight_decay, hyperparams,
                 train_log_interval, protocol, tproblem, wall_time, fake_data,
                 **training_params)
+            output["optimizer_setup"] = getattr(self, "_optimizer_record", None)  # [optfam]
             output.update(amp=amp, compile=compile_mode, channels_last=bool(channels_last),
                           eval_batch_size=tproblem.data.eval_batch_size,
                           num_threads=torch.get_num_threads())
@@ -334,7 +343,7 @@ class StandardRunner:
         after every evaluation (and every ``checkpoint_every`` steps), and stops with a
         checkpoint on SIGTERM/SIGINT.
         """
-        optimizer = build_optimizer(self._optimizer_class, tproblem.net.parameters(), hyperparams)
+        optimizer = self._prepare_optimizer(tproblem, hyperparams, num_epochs)  # [optfam]
         scheduler = self.make_scheduler(optimizer, **training_params)
         log = TrainingLog(tproblem)
         writer = _tensorboard_writer(tb_log, tb_log_dir)
@@ -348,6 +357,7 @@ class StandardRunner:
                 epoch = progress.epoch
                 if not progress.evaluated:
                     progress.before_evaluation()
+                    optimizer.eval()  # [optfam] schedule-free: evaluate (and checkpoint) at x
                     try:
                         self.evaluate_all(epoch, num_epochs, tproblem, log)
                     except _EvaluationStopped:  # a signal: checkpoint the state before this evaluation
@@ -361,6 +371,7 @@ class StandardRunner:
                 if progress.step == 0 and progress.pending is None:
                     self._save_checkpoint()
                 self._stop_if_signalled()
+                optimizer.train()  # [optfam]
                 progress.epoch_started = time.perf_counter()
                 diverged_step = self.train_epoch(tproblem, optimizer, log, epoch, num_epochs,
                                                  train_log_interval, print_train_iter)
@@ -380,13 +391,32 @@ class StandardRunner:
         return log.output()
 
     def training_step(self, tproblem, optimizer) -> torch.Tensor:
-        """One optimizer step on the next training batch; returns the batch loss."""
+        """One optimizer step on the next training batch; returns the batch loss.
+
+        ``optimizer`` is a :class:`~deepobs.runners.optimizer_setup.PreparedOptimizer`,
+        which makes the step its optimizer needs (closure, create_graph, fallback ...).
+        """
         batch = tproblem.get_batch_loss_and_accuracy_func()  # StopIteration at the end
-        optimizer.zero_grad(set_to_none=True)
-        loss, _ = batch()
-        loss.backward()
-        optimizer.step()
-        return loss
+        return optimizer.train_step(batch)  # [optfam]
+
+    # [optfam] begin
+    def _optimizer_spec(self) -> OptimizerSpec:
+        return OptimizerSpec(self._optimizer_name, self._optimizer_class, self._hyperparameter_names)
+
+    def _prepare_optimizer(self, tproblem, hyperparams: dict, num_epochs: int):
+        """The run's optimizer(s), given what they need (optimizer_setup)."""
+        steps_per_epoch = tproblem.data.num_batches("train")
+        context = {"num_train_examples": len(tproblem.data.splits["train"]), "steps_per_epoch": steps_per_epoch,
+                   "num_epochs": num_epochs, "total_steps": steps_per_epoch * num_epochs,
+                   "batch_size": tproblem.data.batch_size}
+        optimizer = optimizer_setup.prepare_optimizer(self._optimizer_spec(), tproblem.net, hyperparams,
+                                                      context=context, base=self._base, fallback=self._fallback)
+        self._optimizer_record = optimizer.record
+        rates = sorted({group["lr"] for group in optimizer.param_groups if "lr" in group})
+        self._log(f"optimizer {self._optimizer_name} ({optimizer.family}), learning rate "
+                  f"{', '.join(f'{r:g}' for r in rates) or '-'}")
+        return optimizer
+    # [optfam] end
 
     def train_epoch(self, tproblem, optimizer, log: "TrainingLog", epoch: int, num_epochs: int,
                     train_log_interval: int, print_train_iter: bool) -> Optional[int]:
@@ -844,8 +874,8 @@ def _check_hyperparameter_values(hyperparams: dict) -> None:
     for name, value in hyperparams.items():
         values = value if isinstance(value, (tuple, list)) else (value,)
         for item in values:
-            if isinstance(item, float) and not math.isfinite(item):
-                raise ConfigurationError(f"hyperparameter {name} must be finite, got {value!r}")
+            if isinstance(item, float) and math.isnan(item):  # [optfam] inf is a valid default (Prodigy)
+                raise ConfigurationError(f"hyperparameter {name} must not be NaN, got {value!r}")
             if isinstance(item, str):
                 _check_name(f"hyperparameter {name}", item, allow_empty=True)
 
