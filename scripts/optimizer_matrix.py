@@ -168,13 +168,25 @@ def run_entry(entry: Entry, output_dir: str, no_logs: bool, timeout: int) -> Ent
     return entry
 
 
-def run_all(selected: list, workers: int, no_logs: bool, timeout: int) -> list:
+def run_all(selected: list, workers: int, no_logs: bool, timeout: int, journal: Path = None) -> list:
+    """Run the entries; each finished row is appended to ``journal`` (JSON lines), and
+    rows already there are reused (an interrupted matrix continues where it stopped)."""
+    done = {}
+    if journal is not None and journal.exists():
+        for line in journal.read_text().splitlines():
+            row = json.loads(line)
+            done[(row["argument"], row["problem"])] = Entry(**row)
     with tempfile.TemporaryDirectory(prefix="deepobs_matrix_") as base:
         def one(indexed):
             index, entry = indexed
+            if (entry.argument, entry.problem) in done:
+                return done[(entry.argument, entry.problem)]
             folder = Path(base, str(index))
             folder.mkdir()
             result = run_entry(entry, str(folder), no_logs, timeout)
+            if journal is not None:
+                with open(journal, "a") as stream:
+                    stream.write(json.dumps(result.__dict__) + "\n")
             print(f"{result.result:16s} {result.seconds:7.1f}s {entry.problem:13s} {entry.argument:40s} "
                   f"{result.message}", flush=True)
             return result
@@ -250,15 +262,18 @@ def main(argv=None) -> int:
     parser.add_argument("--timeout", type=int, default=3600, help="seconds per run (default 3600)")
     parser.add_argument("--output", default=str(ROOT / "docs" / "optimizers.md"))
     parser.add_argument("--json", help="also write the rows to this JSON file")
+    parser.add_argument("--journal", help="JSON-lines file of finished runs: appended to, and reused "
+                                          "when the matrix is run again")
     args = parser.parse_args(argv)
     selected = entries()
     if args.only:
         selected = [e for e in selected if re.search(args.only, e.argument, re.IGNORECASE)]
-    # Slowest first (conv net, matrix), so that two workers finish together.
-    selected.sort(key=lambda e: (e.problem == MAIN[0], e.family not in ("matrix", "hessian")))
+    # The main problem first, the slow ones (matrix optimizers on a CPU, the conv net) last.
+    selected.sort(key=lambda e: (e.problem != MAIN[0], e.family == "matrix"))
     print(f"{len(selected)} runs, {args.workers} workers", flush=True)
     started = time.perf_counter()
-    done = run_all(selected, args.workers, args.no_logs, args.timeout)
+    done = run_all(selected, args.workers, args.no_logs, args.timeout,
+                   Path(args.journal) if args.journal else None)
     write_page(done, Path(args.output), args.no_logs, time.perf_counter() - started)
     if args.json:
         Path(args.json).write_text(json.dumps([e.__dict__ for e in done], indent=1))

@@ -58,6 +58,8 @@ NO_TEST_EXPECTED = {
     "datasets.md": 1,         # downloads
     "adding_problems.md": 1,  # pytest inside the repository
     "migration.md": 1,        # needs the CIFAR-10 download
+    "modern_optimizers.md": 2,  # --lr_schedule warmup_cosine (command and Python): the schedules are not in yet
+    "optimizers.md": 1,       # scripts/optimizer_matrix.py (an hour on two cores)
 }
 FENCE = re.compile(r"^(`{3,})\s*(\{code-block\}\s*)?([\w-]*)\s*$")
 

@@ -213,7 +213,8 @@ class StandardRunner:
         output_dir = output_dir or "./results"
 
         effective_wd = weight_decay if problem_class.default_weight_decay is not None else None
-        setting = results.setting_name(num_epochs, batch_size, hyperparams, effective_wd,
+        companions = self._companion_settings()  # [optfam] base/fallback optimizers tell settings apart
+        setting = results.setting_name(num_epochs, batch_size, {**hyperparams, **companions}, effective_wd,
                                        training_params, protocol, amp)
         run_folder = Path(output_dir) / testproblem / self._optimizer_name / setting
         if skip_if_exists and results.find_run(run_folder, random_seed):
@@ -229,6 +230,8 @@ class StandardRunner:
             _qualified_name(self._optimizer_class), hyperparams, training_params, protocol, fake_data)
         if amp is not None:  # mixed precision changes the numbers: runs must not be merged
             config["amp"] = amp
+        if companions:  # [optfam]
+            config["companions"] = {k: checkpoint._plain(v) for k, v in companions.items()}
 
         lock = None if no_logs else RunLock(lock_path(run_folder, random_seed)).acquire()
         signals = contextlib.ExitStack()
@@ -402,6 +405,17 @@ class StandardRunner:
     # [optfam] begin
     def _optimizer_spec(self) -> OptimizerSpec:
         return OptimizerSpec(self._optimizer_name, self._optimizer_class, self._hyperparameter_names)
+
+    def _companion_settings(self) -> dict:
+        """``base_optimizer``, ``base_<hp>`` ... of a wrapper's base and a matrix
+        optimizer's fallback, for the setting name and the configuration hash."""
+        settings = {}
+        for prefix, companion in (("base", self._base), ("fallback", self._fallback)):
+            if companion is not None:
+                spec, hyperparams = companion
+                settings[f"{prefix}_optimizer"] = spec.name
+                settings.update({f"{prefix}_{name}": value for name, value in hyperparams.items()})
+        return settings
 
     def _prepare_optimizer(self, tproblem, hyperparams: dict, num_epochs: int):
         """The run's optimizer(s), given what they need (optimizer_setup)."""
