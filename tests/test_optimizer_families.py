@@ -238,6 +238,7 @@ def _round_trip(name, steps_before=3, steps_after=3, **kwargs):
     ("lookahead", {"base": ("momentum", {"lr": 0.01}), "k": 2}),
     ("schedulefree.AdamWScheduleFree", {}),
     ("schedulefreewrapper", {}),
+    ("schedulefree.ScheduleFreeWrapper", {}),  # keeps its mode outside its state dict
 ])
 def test_resume_continues_bit_identically(name, kwargs):
     expected, resumed = _round_trip(name, **kwargs)

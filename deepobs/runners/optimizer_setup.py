@@ -222,6 +222,7 @@ class PreparedOptimizer(torch.optim.Optimizer):
         self._fused_backward = fused_backward
         self._gsam = gsam
         self._stepped = False
+        self._mode = "train"
         self._optimizer_step_pre_hooks = {}
         self._optimizer_step_post_hooks = {}
         self._optimizer_state_dict_pre_hooks = {}
@@ -265,22 +266,33 @@ class PreparedOptimizer(torch.optim.Optimizer):
         self.optimizers[0].add_param_group(param_group)
 
     def state_dict(self) -> dict:
-        """The main optimizer's state dict, or (with a fallback) both under one key."""
-        if len(self.optimizers) == 1:
+        """The main optimizer's state dict; with a fallback or train/eval modes, the
+        states of all optimizers and the mode under deepobs keys."""
+        if len(self.optimizers) == 1 and not self._modes:
             return self.optimizers[0].state_dict()
-        return {"deepobs_optimizers": [optimizer.state_dict() for optimizer in self.optimizers]}
+        state = {"deepobs_optimizers": [optimizer.state_dict() for optimizer in self.optimizers]}
+        if self._modes:
+            state["deepobs_mode"] = self._mode
+        return state
 
     def load_state_dict(self, state_dict: dict) -> None:
-        """Restore what :meth:`state_dict` returned."""
-        if len(self.optimizers) == 1:
+        """Restore what :meth:`state_dict` returned (the mode too: the model's weights
+        in a checkpoint are those of that mode)."""
+        if len(self.optimizers) == 1 and not self._modes:
             self.optimizers[0].load_state_dict(state_dict)
             return
         states = state_dict.get("deepobs_optimizers") if isinstance(state_dict, dict) else None
         if not isinstance(states, list) or len(states) != len(self.optimizers):
-            raise ValueError(f"expected the states of {len(self.optimizers)} optimizers "
-                             "(main and fallback)")
+            raise ValueError(f"expected the states of {len(self.optimizers)} optimizer(s)")
         for optimizer, state in zip(self.optimizers, states):
             optimizer.load_state_dict(state)
+        if self._modes and state_dict.get("deepobs_mode") in ("train", "eval"):
+            self._mode = state_dict["deepobs_mode"]
+            for optimizer in self.optimizers:
+                # A mode flag kept outside the state dict (schedulefree.ScheduleFreeWrapper)
+                # must say what the loaded weights are, without converting them.
+                if isinstance(getattr(optimizer, "train_mode", None), bool):
+                    optimizer.train_mode = self._mode == "train"
 
     def __repr__(self) -> str:
         return f"PreparedOptimizer({self.family}: {', '.join(type(o).__name__ for o in self.optimizers)})"
@@ -298,6 +310,7 @@ class PreparedOptimizer(torch.optim.Optimizer):
             for optimizer in self.optimizers:
                 if has_modes(optimizer):
                     optimizer.train()
+            self._mode = "train"
 
     def eval(self) -> None:
         """Evaluation mode (schedule-free: the averaged weights ``x``)."""
@@ -305,6 +318,7 @@ class PreparedOptimizer(torch.optim.Optimizer):
             for optimizer in self.optimizers:
                 if has_modes(optimizer):
                     optimizer.eval()
+            self._mode = "eval"
 
     # -- one training step
     def train_step(self, batch_fn: Callable) -> torch.Tensor:
@@ -608,6 +622,8 @@ def check_optimizer(spec: OptimizerSpec, hyperparams: dict, *, base: Optional[tu
                     fallback: Optional[tuple] = None) -> None:
     """Reject bad hyperparameters before any data is loaded: the optimizer is built for
     a tiny stand-in model (a ConfigurationError names the problem)."""
+    if _first_argument(spec.build) in MODEL_ARGUMENTS and not inspect.isclass(spec.build):
+        return  # a factory may expect its own model: it is checked when the run builds it
     model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2))
     context = {"num_train_examples": 1000, "steps_per_epoch": 100, "num_epochs": 10, "total_steps": 1000,
                "batch_size": 10}
