@@ -48,7 +48,7 @@ CONTEXT_ARGUMENTS = {
     "total_steps": "total_steps",
 }
 #: First constructor argument names meaning "the model" (a factory's too).
-MODEL_ARGUMENTS = ("model", "module", "net")
+MODEL_ARGUMENTS = ("model", "module", "net", "model_or_params")
 #: First constructor argument names meaning "named parameters".
 NAMED_PARAMETER_ARGUMENTS = ("named_parameters", "named_params")
 #: Required constructor arguments naming the optimizer a wrapper wraps.

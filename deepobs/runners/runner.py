@@ -197,7 +197,7 @@ class StandardRunner:
             fake_data = _positive_int("fake_data", fake_data)
             if fake_data > MAX_FAKE_DATA:
                 raise ConfigurationError(f"fake_data must be at most {MAX_FAKE_DATA:,}, got {fake_data}")
-        _check_hyperparameter_values(hyperparams)
+        _check_hyperparameter_values(hyperparams, self._hyperparameter_names)
         _check_performance_options(amp, compile_mode)
         _check_name("optimizer_name", self._optimizer_name)
         for name, path in (("output_dir", output_dir), ("data_dir", data_dir), ("tb_log_dir", tb_log_dir)):
@@ -882,14 +882,19 @@ def _all_finite(tensors: list) -> bool:
     return bool(torch.isfinite(torch.stack([n.float() for n in norms])).all())
 
 
-def _check_hyperparameter_values(hyperparams: dict) -> None:
+def _check_hyperparameter_values(hyperparams: dict, declared: Optional[dict] = None) -> None:
     """Hyperparameter values must be finite numbers, booleans or safe strings: they
-    become part of folder names and of the configuration hash."""
+    become part of folder names and of the configuration hash. [optfam] An infinite
+    value is accepted where the optimizer's own default is infinite (Prodigy's
+    ``growth_rate``)."""
     for name, value in hyperparams.items():
         values = value if isinstance(value, (tuple, list)) else (value,)
+        default = (declared or {}).get(name, {}).get("default")
+        defaults = default if isinstance(default, (tuple, list)) else (default,)
+        infinite_default = any(isinstance(d, float) and math.isinf(d) for d in defaults)
         for item in values:
-            if isinstance(item, float) and math.isnan(item):  # [optfam] inf is a valid default (Prodigy)
-                raise ConfigurationError(f"hyperparameter {name} must not be NaN, got {value!r}")
+            if isinstance(item, float) and (math.isnan(item) or (math.isinf(item) and not infinite_default)):
+                raise ConfigurationError(f"hyperparameter {name} must be finite, got {value!r}")
             if isinstance(item, str):
                 _check_name(f"hyperparameter {name}", item, allow_empty=True)
 
