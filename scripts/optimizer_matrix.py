@@ -239,7 +239,9 @@ def write_page(done: list, path: Path, no_logs: bool, seconds: float) -> None:
     matrix = [e for e in done if e.problem == MATRIX[0]]
     lines.append(f"| matrix and second-order families on {MATRIX[0]} | "
                  f"{sum(e.result.startswith('runs') for e in matrix)} | {len(matrix)} |")
-    lines += ["", f"Tracebacks: {tracebacks}. Time: {seconds / 60:.0f} minutes.", ""]
+    not_run = sum(e.result == "not run" for e in done)
+    lines += ["", f"Tracebacks: {tracebacks}. Time: {seconds / 60:.0f} minutes"
+              + (f". Not run in this measurement (time): {not_run}." if not_run else "."), ""]
     for source in ("torch.optim", "pytorch_optimizer", "pytorch_optimizer wrapper", "schedulefree"):
         rows = [e for e in done if e.source == source]
         if not rows:
@@ -264,6 +266,8 @@ def main(argv=None) -> int:
     parser.add_argument("--json", help="also write the rows to this JSON file")
     parser.add_argument("--journal", help="JSON-lines file of finished runs: appended to, and reused "
                                           "when the matrix is run again")
+    parser.add_argument("--page_only", action="store_true",
+                        help="run nothing: write the page from --journal (missing runs: 'not run')")
     args = parser.parse_args(argv)
     selected = entries()
     if args.only:
@@ -272,9 +276,19 @@ def main(argv=None) -> int:
     selected.sort(key=lambda e: (e.problem != MAIN[0], e.family == "matrix"))
     print(f"{len(selected)} runs, {args.workers} workers", flush=True)
     started = time.perf_counter()
-    done = run_all(selected, args.workers, args.no_logs, args.timeout,
-                   Path(args.journal) if args.journal else None)
-    write_page(done, Path(args.output), args.no_logs, time.perf_counter() - started)
+    if args.page_only:
+        finished = {}
+        for line in Path(args.journal).read_text().splitlines():
+            row = Entry(**json.loads(line))
+            finished[(row.argument, row.problem)] = row
+        done = [finished.get((e.argument, e.problem), e) for e in selected]
+        for entry in done:
+            entry.result = entry.result or "not run"
+    else:
+        done = run_all(selected, args.workers, args.no_logs, args.timeout,
+                       Path(args.journal) if args.journal else None)
+    seconds = sum(e.seconds for e in done) / max(args.workers, 1) if args.page_only else time.perf_counter() - started
+    write_page(done, Path(args.output), args.no_logs, seconds)
     if args.json:
         Path(args.json).write_text(json.dumps([e.__dict__ for e in done], indent=1))
     for label, test in (("torch.optim", lambda e: e.source == "torch.optim"),
