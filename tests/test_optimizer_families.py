@@ -90,6 +90,7 @@ class NamedSGD(torch.optim.SGD):
     ("prodigy", "plain"),
     ("ranger21", "plain"),
     ("schedulefree.AdamWScheduleFree", "train_eval"),
+    ("splus", "train_eval"),
 ])
 def test_each_family_trains_with_its_defaults(name, family):
     model = tiny_model()
@@ -258,8 +259,9 @@ def test_the_runner_switches_schedule_free_optimizers_to_eval_for_every_evaluati
         spec = resolve_optimizer("schedulefree.AdamWScheduleFree")
         output = StandardRunner(spec.build, spec.hyperparameters).run(
             "quadratic_deep", {"lr": 0.01}, num_epochs=2, no_logs=True, device="cpu", quiet=True)
-    assert calls.count("eval") == 3  # before the evaluations of epochs 0, 1, 2
-    assert calls[-5:] == ["eval", "train", "eval", "train", "eval"]  # train() before each epoch
+    # eval() before the evaluations of epochs 1 and 2 (at epoch 0 there is nothing to
+    # average yet: x = y), train() before the training pass after each
+    assert calls.count("eval") == 2 and calls[-3:] == ["eval", "train", "eval"]
     assert output["optimizer_setup"]["family"] == "train_eval"
 
 
@@ -270,6 +272,8 @@ def test_hyperparameter_values_from_the_command_line():
     assert parse_hyperparameter_value("None", {"type": float, "default": None}) is None
     assert parse_hyperparameter_value("true", {"type": bool}) is True
     assert parse_hyperparameter_value("[1, 'a']", {"type": object}) == [1, "a"]
+    assert parse_hyperparameter_value("none", {"type": str, "default": "none"}) == "none"  # Lookahead
+    assert parse_hyperparameter_value("None", {"type": str, "default": None}) is None
     for text, entry in (("abc", {"type": float}), ("None", {"type": float, "default": 0.1}),
                         ("(1, 2, 3)", {"type": tuple, "default": (0.9, 0.99)})):
         with pytest.raises(ValueError):

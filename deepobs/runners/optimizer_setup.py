@@ -222,7 +222,7 @@ class PreparedOptimizer(torch.optim.Optimizer):
         self._fused_backward = fused_backward
         self._gsam = gsam
         self._stepped = False
-        self._mode = "train"
+        self._mode = None
         self._optimizer_step_pre_hooks = {}
         self._optimizer_step_post_hooks = {}
         self._optimizer_state_dict_pre_hooks = {}
@@ -280,12 +280,14 @@ class PreparedOptimizer(torch.optim.Optimizer):
         in a checkpoint are those of that mode)."""
         if len(self.optimizers) == 1 and not self._modes:
             self.optimizers[0].load_state_dict(state_dict)
+            self._stepped = True
             return
         states = state_dict.get("deepobs_optimizers") if isinstance(state_dict, dict) else None
         if not isinstance(states, list) or len(states) != len(self.optimizers):
             raise ValueError(f"expected the states of {len(self.optimizers)} optimizer(s)")
         for optimizer, state in zip(self.optimizers, states):
             optimizer.load_state_dict(state)
+        self._stepped = True  # a checkpoint is written after evaluations or steps: state exists
         if self._modes and state_dict.get("deepobs_mode") in ("train", "eval"):
             self._mode = state_dict["deepobs_mode"]
             for optimizer in self.optimizers:
@@ -306,15 +308,16 @@ class PreparedOptimizer(torch.optim.Optimizer):
     # -- modes
     def train(self) -> None:
         """Training mode (schedule-free: the weights at the training point ``y``)."""
-        if self._modes:
+        if self._modes and self._mode != "train":
             for optimizer in self.optimizers:
                 if has_modes(optimizer):
                     optimizer.train()
             self._mode = "train"
 
     def eval(self) -> None:
-        """Evaluation mode (schedule-free: the averaged weights ``x``)."""
-        if self._modes:
+        """Evaluation mode (schedule-free: the averaged weights ``x``). Before the first
+        step there is nothing to average (and SPlus has no state yet): no change."""
+        if self._modes and self._mode != "eval" and self._stepped:
             for optimizer in self.optimizers:
                 if has_modes(optimizer):
                     optimizer.eval()

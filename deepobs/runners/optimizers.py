@@ -187,6 +187,8 @@ def parse_hyperparameter_value(text: str, entry: dict):
     type ``object``. Raises ValueError (argparse turns it into a one-line error).
     """
     value_type = entry.get("type", float)
+    if value_type is str:  # a string stays as written ('none' is a string, not None) ...
+        return None if text.strip() == "None" and entry.get("default", "") is None else text
     value = _literal(text)
     if value is None:
         if "default" in entry and entry["default"] is None or value_type is object:
@@ -218,8 +220,6 @@ def parse_hyperparameter_value(text: str, entry: dict):
             raise ValueError(f"expected {len(default)} numbers, got {text!r}")
         return tuple(float(v) if isinstance(d, float) else v
                      for v, d in zip(value, default if isinstance(default, tuple) else value))
-    if value_type is str:
-        return text
     return value
 
 
