@@ -28,7 +28,10 @@ setup(
         "tune": ["optuna>=3", "submitit>=1.5"],
         # Documentation: make docs.
         "docs": ["sphinx>=7", "myst-parser>=2", "furo>=2024.1"],
-        "test": ["pytest>=7", "pytest-timeout>=2.1", "hypothesis>=6", "optuna>=3", "submitit>=1.5"],
+        # Every optimizer family (docs/optimizers.md): pinned, the compatibility matrix was measured with these.
+        "optimizers": ["pytorch_optimizer==4.1.0", "schedulefree==1.4.1"],
+        "test": ["pytest>=7", "pytest-timeout>=2.1", "hypothesis>=6", "optuna>=3", "submitit>=1.5",
+                 "pytorch_optimizer==4.1.0", "schedulefree==1.4.1"],
     },
     entry_points={
         "console_scripts": [

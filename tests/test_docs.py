@@ -59,6 +59,7 @@ NO_TEST_EXPECTED = {
     "adding_problems.md": 1,  # pytest inside the repository
     "migration.md": 1,        # needs the CIFAR-10 download
     "testproblems.md": 1,     # the ResNet-18 recipe: 100 epochs on CIFAR-100 (GPU hours)
+    "optimizers.md": 1,       # scripts/optimizer_matrix.py (an hour on two cores)
 }
 FENCE = re.compile(r"^(`{3,})\s*(\{code-block\}\s*)?([\w-]*)\s*$")
 

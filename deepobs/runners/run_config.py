@@ -510,19 +510,43 @@ def _flag_of(kind: str, name: str) -> str:
 
 
 def _add_hyperparameter_flags(group, hyperparameters: dict, kind: str) -> None:
+    """One flag per hyperparameter; values are read by the optimizers module's one parser
+    (``inf``, ``None``, literals, ``--betas 0.9 0.99`` or ``--betas "(0.9, 0.99)"``)."""
     for name, entry in hyperparameters.items():
         value_type = entry.get("type", float)
-        kwargs = dict(dest=f"{kind}__{name}", default=None)
-        help_text = f"default {entry['default']!r}" if "default" in entry else "required"
+        kwargs = dict(dest=f"{kind}__{name}", default=None,
+                      help=f"default {entry['default']!r}" if "default" in entry else "required")
         if value_type is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         elif value_type is tuple:
-            default = entry.get("default")
-            kwargs.update(nargs=len(default) if isinstance(default, tuple) and default else "+",
-                          type=parse_literal, metavar=name.upper())
+            kwargs.update(nargs="+", action=_JoinedValue, metavar=name.upper(), entry=entry)
         else:
-            kwargs["type"] = _typed(value_type)
-        group.add_argument(_flag_of(kind, name), help=help_text, **kwargs)
+            kwargs["type"] = _value_parser(entry)
+        group.add_argument(_flag_of(kind, name), **kwargs)
+
+
+def _value_parser(entry: dict):
+    """An argparse ``type`` reading one hyperparameter (its error names the expected type)."""
+    from deepobs.runners.optimizers import parse_hyperparameter_value
+
+    def parse(text: str):
+        try:
+            return parse_hyperparameter_value(text, entry)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+    parse.__name__ = getattr(entry.get("type"), "__name__", "literal")
+    return parse
+
+
+class _JoinedValue(argparse.Action):
+    """A tuple hyperparameter given as several words or one literal."""
+
+    def __init__(self, *args, entry: dict, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.entry = entry
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, _value_parser(self.entry)(" ".join(values)))
 
 
 class OneLineParser(argparse.ArgumentParser):

@@ -52,7 +52,8 @@ from deepobs.registry import get_problem_class
 from deepobs.runners import checkpoint, distributed, results
 from deepobs.runners.finiteness import _finite_loss, float_parameters, non_finite_state  # noqa: F401
 from deepobs.runners.locking import RunLock, lock_path
-from deepobs.runners.optimizers import OptimizerSpec, build_optimizer
+from deepobs.runners import optimizer_setup
+from deepobs.runners.optimizers import OptimizerSpec, resolve_optimizer
 from deepobs.runners.run_config import MAX_FAKE_DATA, MAX_SEED, RunConfig, parse_run_argv  # noqa: F401
 from deepobs.runners.schedules import LRSchedule
 from deepobs.runners.threads import choose_threads
@@ -83,6 +84,7 @@ class RunSession:
         checkpointer: saves this run's checkpoints (None with ``no_logs``).
         resume_state: the checkpoint being resumed, or None.
         schedule: the per-step learning-rate schedule.
+        optimizer: the optimizer(s) of the run (:func:`~deepobs.runners.optimizer_setup.prepare_optimizer`).
         progress: where the training loop stands (set by :meth:`StandardRunner.training`).
         stop_signal: a SIGTERM/SIGINT received; the run stops after the current step.
     """
@@ -91,6 +93,7 @@ class RunSession:
     checkpointer: Optional[checkpoint.Checkpointer] = None
     resume_state: Optional[dict] = None
     schedule: Optional[LRSchedule] = None
+    optimizer: Optional[optimizer_setup.PreparedOptimizer] = None
     progress: Optional[RunProgress] = None
     stop_signal: Optional[int] = None
     epochs_done: int = 0
@@ -247,8 +250,8 @@ class StandardRunner:
             if session.resume_state:
                 self._log(f"resuming from {session.checkpointer.path} at epoch {session.resume_state['epoch']}, "
                           f"step {session.resume_state['step']}")
+            session.optimizer = optimizer
             self.session = session
-            self._optimizer = optimizer
             # The handlers stay until the result is written: a signal after the last step
             # lets the run finish instead of killing it while it writes.
             signals.enter_context(self._graceful_signals(session))
@@ -274,7 +277,7 @@ class StandardRunner:
             raise
         finally:
             signals.close()
-            self.session, self._optimizer = None, None
+            self.session = None
             if lock is not None:
                 lock.release()
             if not no_logs:
@@ -299,9 +302,27 @@ class StandardRunner:
                                                  random_seed=random_seed, **problem_kwargs)
         return problem.set_up()
 
-    def create_optimizer(self, tproblem, config: RunConfig):
-        """The optimizer of this run, built on the problem's model."""
-        return build_optimizer(self._spec.build, tproblem.net.parameters(), config.hyperparams)
+    def create_optimizer(self, tproblem, config: RunConfig) -> optimizer_setup.PreparedOptimizer:
+        """The run's optimizer(s), built on the problem's model and given what they need
+        (parameters or the model, a base or fallback optimizer, closures, modes; see
+        :mod:`deepobs.runners.optimizer_setup`)."""
+        data = tproblem.data
+        steps_per_epoch = data.num_batches("train")
+        context = {"num_train_examples": len(data.splits["train"]), "steps_per_epoch": steps_per_epoch,
+                   "num_epochs": config.num_epochs, "total_steps": steps_per_epoch * config.num_epochs,
+                   "batch_size": data.batch_size}
+        companions = {}
+        for name in ("base", "fallback"):
+            optimizer = getattr(config, f"{name}_optimizer")
+            if optimizer is not None:
+                companions[name] = (resolve_optimizer(optimizer), getattr(config, f"{name}_hyperparams"))
+        optimizer = optimizer_setup.prepare_optimizer(self._spec, tproblem.net, config.hyperparams,
+                                                      context=context, **companions)
+        rates = sorted({group["lr"] for group in optimizer.param_groups
+                        if isinstance(group.get("lr"), (int, float))})
+        self._log(f"optimizer {config.optimizer_name} ({optimizer.family}), learning rate "
+                  f"{', '.join(f'{rate:g}' for rate in rates) or '-'}")
+        return optimizer
 
     # ------------------------------------------------------------- training
     def training(self, tproblem, hyperparams: dict, num_epochs: int, print_train_iter: bool,
@@ -317,7 +338,7 @@ class StandardRunner:
         session = self.session
         if session is None:
             raise ConfigurationError("training() runs inside run(); call run() instead")
-        optimizer = self._optimizer
+        optimizer = session.optimizer
         log = TrainingLog(tproblem)
         log.learning_rates = _learning_rates(optimizer, session.schedule, num_epochs)
         writer = _tensorboard_writer(tb_log, tb_log_dir)
@@ -330,9 +351,9 @@ class StandardRunner:
                 epoch = progress.epoch
                 if not progress.evaluated:
                     progress.before_evaluation()
+                    optimizer.eval()  # schedule-free: evaluate (and checkpoint) at the averaged weights
                     try:
-                        with _evaluation_mode(optimizer):
-                            self.evaluate_all(epoch, num_epochs, tproblem, log)
+                        self.evaluate_all(epoch, num_epochs, tproblem, log)
                     except EvaluationStopped:  # a signal: checkpoint the state before this evaluation
                         progress.undo_evaluation()
                         self._stop_if_signalled(session)
@@ -344,6 +365,7 @@ class StandardRunner:
                 if progress.step == 0 and progress.pending is None:
                     self._save_checkpoint(session)
                 self._stop_if_signalled(session)
+                optimizer.train()
                 progress.epoch_started = time.perf_counter()
                 diverged_step = self.train_epoch(tproblem, optimizer, log, epoch, num_epochs,
                                                  train_log_interval, print_train_iter)
@@ -362,13 +384,13 @@ class StandardRunner:
         return log.output()
 
     def training_step(self, tproblem, optimizer) -> torch.Tensor:
-        """One optimizer step on the next training batch; returns the batch loss."""
+        """One optimizer step on the next training batch; returns the batch loss.
+
+        ``optimizer`` is a :class:`~deepobs.runners.optimizer_setup.PreparedOptimizer`,
+        which makes the step its optimizer needs (a closure, ``create_graph``, a fallback).
+        """
         batch = tproblem.get_batch_loss_and_accuracy_func()  # StopIteration at the end
-        optimizer.zero_grad(set_to_none=True)
-        loss, _ = batch()
-        loss.backward()
-        optimizer.step()
-        return loss
+        return optimizer.train_step(batch)
 
     def train_epoch(self, tproblem, optimizer, log: TrainingLog, epoch: int, num_epochs: int,
                     train_log_interval: int, print_train_iter: bool) -> Optional[int]:
@@ -523,6 +545,7 @@ class StandardRunner:
             "config_hash": config.config_hash(),
             "git_commit": checkpoint.git_commit(),
             "run_config": {name: value for name, value in config.identity().items()},
+            "optimizer_setup": self.session.optimizer.record if self.session is not None else None,
         }
         for name in ("base_optimizer", "fallback_optimizer"):
             if getattr(config, name) is not None:
@@ -555,20 +578,6 @@ def _learning_rates(optimizer, schedule: LRSchedule, num_epochs: int) -> list:
     if not isinstance(base, (int, float)) or isinstance(base, bool):
         return [None] * (num_epochs + 1)
     return [float(base) * factor for factor in schedule.epoch_factors()]
-
-
-@contextlib.contextmanager
-def _evaluation_mode(optimizer):
-    """``optimizer.eval()`` during evaluations and ``train()`` after, for optimizers
-    with modes (schedule-free); nothing for the others."""
-    if not callable(getattr(optimizer, "eval", None)) or not callable(getattr(optimizer, "train", None)):
-        yield
-        return
-    optimizer.eval()
-    try:
-        yield
-    finally:
-        optimizer.train()
 
 
 def _check_representable(config: RunConfig, net: torch.nn.Module) -> None:
