@@ -312,7 +312,7 @@ def test_missing_and_broken_optimizers_are_one_line_errors(capsys, tmp_path, mon
     (tmp_path / "broken.py").write_text("import no_such_package_xyz\n")
     monkeypatch.chdir(tmp_path)  # a dotted path imports from the current folder, as python does
     for argv, message in (
-            (["--optimizer", "myopt.NeedsGamma"], "required: --gamma"),
+            (["--optimizer", "myopt.NeedsGamma"], "missing hyperparameter(s) for NeedsGamma: --gamma"),
             (["--optimizer", "broken.Opt"], "No module named 'no_such_package_xyz'"),
             (["--optimizer", "myopt.Missing"], "has no attribute 'Missing'"),
             (["--optimizer", "torch.optim.SparseAdam"], "SparseAdam does not support dense gradients"),
