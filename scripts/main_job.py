@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from deepobs.runners.optimizers import resolve_optimizer
+from deepobs.runners.run_config import RunConfig
 from deepobs.runners.runner import StandardRunner
 
 # (optimizer, tuned learning rate 10^(-5 + i/5), published final test loss mean ± std)
@@ -28,20 +29,24 @@ def main() -> None:
     parser.add_argument("-N", "--num_epochs", type=int, default=100)
     parser.add_argument("-r", "--random_seed", type=int, default=42)
     parser.add_argument("--report_dir", help="where the report goes (default <output_dir>/report)")
+    parser.add_argument("--overwrite", action="store_true", help="train again even if the results exist")
     args = parser.parse_args()
     rows = []
     for key, lr, mean, std in PUBLISHED:
-        spec = resolve_optimizer(key)
-        runner = StandardRunner(spec.build, spec.hyperparameters, optimizer_name=spec.name)
+        config = RunConfig("quadratic_deep", key, {"lr": lr}, num_epochs=args.num_epochs,
+                           random_seed=args.random_seed, output_dir=args.output_dir, protocol="1.1",
+                           device="cpu", quiet=True, overwrite=args.overwrite)
+        existing = None if args.overwrite else config.resolved().find_result()
         started = time.perf_counter()
-        output = runner.run("quadratic_deep", {"lr": lr}, num_epochs=args.num_epochs,
-                            random_seed=args.random_seed, output_dir=args.output_dir,
-                            protocol="1.1", device="cpu", quiet=True)
-        rows.append((spec.name, lr, output["test_losses"][-1], mean, std, time.perf_counter() - started))
+        output = StandardRunner.for_optimizer(resolve_optimizer(key)).run(config)
+        rows.append((output["optimizer_name"], lr, output["test_losses"][-1], mean, std,
+                     "reused" if existing else f"{time.perf_counter() - started:.1f}s"))
     print(f"quadratic_deep, protocol 1.1, {args.num_epochs} epochs, seed {args.random_seed}")
     print(f"{'optimizer':<10} {'lr':>10} {'final test loss':>16} {'published (10 seeds)':>22} {'time':>7}")
     for name, lr, final, mean, std, seconds in rows:
-        print(f"{name:<10} {lr:>10.4g} {final:>16.3f} {f'{mean:.2f} ± {std:.2f}':>22} {seconds:>6.1f}s")
+        print(f"{name:<10} {lr:>10.4g} {final:>16.3f} {f'{mean:.2f} ± {std:.2f}':>22} {seconds:>7}")
+    if any(row[-1] == "reused" for row in rows):
+        print("reused the result files of an earlier run (same settings and seed); --overwrite trains again")
     print(f"results in {args.output_dir}/quadratic_deep/")
     write_report(args.output_dir, args.report_dir or str(Path(args.output_dir) / "report"))
 
