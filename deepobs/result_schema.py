@@ -104,13 +104,18 @@ def _curve(value):
     return None
 
 
+def _hyperparameter_number(value) -> bool:
+    """A number an optimizer takes: finite or ±infinity (Prodigy's ``growth_rate`` default), never NaN."""
+    return _is_number(value) and not (isinstance(value, float) and math.isnan(value))
+
+
 def _scalar_or_numbers(value):
-    """A hyperparameter value: a finite number, true/false, text, null, or a list of numbers."""
-    if value is None or isinstance(value, (bool, str)) or _is_number(value, finite=True):
+    """A hyperparameter value: a number (±infinity allowed, NaN not), true/false, text,
+    null, or a list of those."""
+    items = value if isinstance(value, list) else [value]
+    if all(item is None or isinstance(item, (bool, str)) or _hyperparameter_number(item) for item in items):
         return None
-    if isinstance(value, list) and all(_is_number(v, finite=True) for v in value):
-        return None
-    return f"must be a finite number, true/false, text, null or a list of finite numbers, got {_kind(value)}"
+    return f"must be a number (not NaN), true/false, text, null or a list of those, got {_kind(value)}"
 
 
 def _parameters(value):
@@ -190,6 +195,7 @@ KEYS = {
     "git_revision": _optional(_text),
     "resumed_at": _list_of_mappings,
     "run_config": _mapping,
+    "optimizer_setup": _optional(_mapping),
     # wrappers (SAM, Lookahead, ...) and matrix optimizers (Muon, ...)
     "base_optimizer": _optional(_text),
     "base_hyperparams": _optional(_parameters),
