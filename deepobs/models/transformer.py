@@ -77,7 +77,7 @@ class CausalSelfAttention(nn.Module):
         return self.proj(y.transpose(1, 2).reshape(batch, length, width))
 
 
-class MLP(nn.Module):
+class FeedForward(nn.Module):
     """Position-wise feed-forward d → mlp_ratio·d → d with the exact (erf) GELU
     (GPT-2 used its tanh approximation; the difference is below 1e-3 per unit)."""
 
@@ -99,7 +99,7 @@ class TransformerBlock(nn.Module):
         self.attention_norm = nn.LayerNorm(config.d_model)
         self.attention = CausalSelfAttention(config)
         self.mlp_norm = nn.LayerNorm(config.d_model)
-        self.mlp = MLP(config)
+        self.mlp = FeedForward(config)
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -160,5 +160,5 @@ def transformer(**config) -> Transformer:
     return Transformer(TransformerConfig(**config))
 
 
-__all__ = ["CausalSelfAttention", "MLP", "Transformer", "TransformerBlock", "TransformerConfig",
+__all__ = ["CausalSelfAttention", "FeedForward", "Transformer", "TransformerBlock", "TransformerConfig",
            "transformer"]

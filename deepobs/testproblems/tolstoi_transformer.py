@@ -21,27 +21,30 @@ class TolstoiTransformer(TestProblem):
     Data and splits as ``tolstoi_char_rnn`` (83 characters, the same train, validation
     and test text), cut into windows of 128 characters taken in stream order; each
     window starts from scratch (no state is carried), so the first characters of a
-    window see little context. Model: 4 pre-norm blocks of width 128 (4 heads of 32,
-    causal ``scaled_dot_product_attention``, GELU MLP 128 → 512 → 128), learned
-    positions, output layer tied to the token embedding, GPT-2 initialisation, no
-    dropout; 820,352 parameters.
+    window see little context. Model (:class:`~deepobs.models.transformer.Transformer`):
+    3 pre-norm blocks of width 64 (2 heads of 32, causal ``scaled_dot_product_attention``,
+    GELU MLP 64 → 256 → 64), learned positions, output layer tied to the token
+    embedding, GPT-2 initialisation, no dropout; 163,584 parameters.
 
     Loss: mean per-character cross-entropy (nats); metrics: per-character accuracy and
     perplexity exp(cross-entropy) (the ``*_perplexities`` lists of the results). L2
     through ``weight_decay`` on the weight matrices and embeddings (default 0; AdamW's
     decoupled decay is the usual choice for transformers).
 
-    Defaults: batch size 16 × sequence length 128 = 2,048 characters per step (957
-    steps per epoch under protocol 1.2): a context long enough for words and phrases,
-    and about as many steps per epoch as the char-RNN's 783, so an optimizer is
-    compared over a similar number of updates. 10 epochs ≈ 20 M training characters,
-    about 24 per parameter, near the compute-optimal ratio of about 20 tokens per
-    parameter for language models. The width and depth are the largest round sizes
-    whose epoch costs no more CPU time than the char-RNN's (docs/testproblems.md).
+    Why these defaults:
+
+    * size: the largest width and depth whose epoch (training pass and the three
+      evaluations) costs no more CPU time than the char-RNN's; d 128 × 4 blocks costs
+      2.8×, d 64 × 4 blocks 1.2× (measured on one thread, docs/testproblems.md);
+    * batch size 16 × sequence length 128 = 2,048 characters per step: 956 steps per
+      epoch under protocol 1.2, near the char-RNN's 783, so optimizers are compared over
+      a similar number of updates, with a context of a sentence or two;
+    * 10 epochs, about 20 M characters (120 per parameter): a short, fixed budget of
+      about ten char-RNN epochs of compute, in which an optimizer's speed shows.
 
     Attributes:
-        model_config: the :class:`TransformerConfig` (subclass and register under
-            another name to benchmark other sizes).
+        model_config: the :class:`~deepobs.models.transformer.TransformerConfig`
+            (subclass and register under another name to benchmark other sizes).
     """
 
     dataset_name = "Tolstoi (War and Peace, characters)"
