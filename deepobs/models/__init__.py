@@ -12,6 +12,8 @@ from deepobs.models.char_rnn import CharRNN
 from deepobs.models.resnet import ResNet, resnet18
 from deepobs.models.bk_core import BKCore, resolvent_diagonal
 from deepobs.models.resnet_bk import ResNetBK, ResNetBKConfig, resnet_bk
+# The builder ``transformer`` stays in its module: exported here it would hide the module.
+from deepobs.models.transformer import Transformer, TransformerConfig
 
 __all__ = [
     "NoisyQuadratic", "deep_learning_hessian", "haar_rotation",
@@ -19,4 +21,5 @@ __all__ = [
     "LogisticRegression", "MLP", "TwoC2D", "ThreeC3D", "AllCNNC", "VGG", "vgg16", "vgg19",
     "WideResNet", "wide_resnet", "InceptionV3", "VAE", "vae_loss", "CharRNN", "ResNet", "resnet18",
     "BKCore", "resolvent_diagonal", "ResNetBK", "ResNetBKConfig", "resnet_bk",
+    "Transformer", "TransformerConfig",
 ]

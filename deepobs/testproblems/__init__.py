@@ -7,7 +7,7 @@ DeepOBS users are used to.
 from deepobs.testproblems.base import TestProblem
 from deepobs.testproblems import quadratic, two_d  # noqa: F401  (register the problems)
 from deepobs.testproblems import cifar10, cifar100, fmnist, imagenet, mnist, svhn, tolstoi  # noqa: F401
-from deepobs.testproblems import tolstoi_resnetbk  # noqa: F401
+from deepobs.testproblems import tolstoi_resnetbk, tolstoi_transformer  # noqa: F401
 
 
 def __getattr__(name):
