@@ -12,6 +12,7 @@ import time
 
 import torch
 
+from deepobs.runners.optimizer_setup import PreparedOptimizer  # what the runner drives
 from deepobs.runners.runner import StandardRunner, TrainingLog
 
 #: Logged mini-batch loss every k steps, as in every DeepOBS runner.
@@ -56,7 +57,8 @@ def ours_epoch(problem, optimizer) -> dict:
     times = {}
     synchronize(device)
     started = time.perf_counter()
-    runner.train_epoch(problem, optimizer, log, 0, 1, TRAIN_LOG_INTERVAL, print_train_iter=False)
+    runner.train_epoch(problem, PreparedOptimizer([optimizer], "plain", {}), log, 0, 1, TRAIN_LOG_INTERVAL,
+                       print_train_iter=False)
     synchronize(device)
     times["train"] = time.perf_counter() - started
     for phase in log.phases:

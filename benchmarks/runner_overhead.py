@@ -16,6 +16,7 @@ import time
 import torch
 
 import deepobs
+from deepobs.runners.optimizer_setup import PreparedOptimizer  # what the runner drives
 from deepobs.runners.runner import StandardRunner, TrainingLog, seed_everything
 
 DEFAULT_PROBLEMS = ["quadratic_deep", "mnist_mlp", "fmnist_2c2d"]
@@ -33,7 +34,8 @@ def runner_pass(problem, optimizer) -> float:
     runner._quiet = True
     log = TrainingLog(problem)
     started = time.perf_counter()
-    runner.train_epoch(problem, optimizer, log, 0, 1, train_log_interval=10, print_train_iter=False)
+    runner.train_epoch(problem, PreparedOptimizer([optimizer], "plain", {}), log, 0, 1, train_log_interval=10,
+                       print_train_iter=False)
     return time.perf_counter() - started
 
 

@@ -16,12 +16,16 @@ Drives ``python -m deepobs.run`` and ``python -m deepobs.tuner.cli`` as black bo
    and full need root for ``mount``, else read-only is mode 0555 and full is skipped):
    each must end with exit status 1 or 2 and an ``error:`` line, never a traceback, with
    nothing written outside the target and the results already there intact.
+5. two drivers: two ``deepobs-tune`` processes started at once on one sweep must run
+   every setting once, count none as failed, and name the same best setting as the
+   files on disk (and ``summary.json``).
 
 Usage::
 
     python scripts/fault_injection.py                 # defaults: 2 runs x 6 kills, 300+300 inputs
     python scripts/fault_injection.py --runs 3 --kills 8 --garbage 1000 --report out.json
     python scripts/fault_injection.py --sections unwritable   # only part 4
+    python scripts/fault_injection.py --sections drivers      # only part 5: two deepobs-tune drivers on one sweep
 
 Exit status 0 when every check passed, 1 otherwise.
 """
@@ -469,7 +473,64 @@ def unwritable(work, args, log):
     return {"cases": outcomes, "skipped": skipped, "problems": problems}
 
 
-SECTIONS = ("kills", "concurrency", "garbage", "unwritable")
+# --------------------------------------------------------------------------- two drivers
+DRIVERS_SWEEP = """\
+problems: [quadratic_deep]
+optimizers:
+  sgd: {{lr: [0.001, 0.002, 0.004, 0.008, 0.016, 0.032]}}
+num_epochs: {epochs}
+batch_size: {batch_size}
+fake_data: 256
+output_dir: {out}
+"""
+
+
+def two_drivers(work, args, log):
+    """Two deepobs-tune drivers started at once on one sweep (a second terminal, a
+    requeued job): every run once, no run counted as failed, both drivers and
+    summary.json name the best setting of the files on disk."""
+    folder = work / "drivers"
+    sweep = folder / "shared.yaml"
+    folder.mkdir(parents=True, exist_ok=True)
+    sweep.write_text(DRIVERS_SWEEP.format(epochs=args.epochs, batch_size=args.batch_size, out=folder / "res"))
+    command = [sys.executable, "-m", "deepobs.tuner.cli", str(sweep), "--workers", "1"]
+    drivers = [subprocess.Popen(command, env=environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, cwd=work) for _ in range(2)]
+    outputs = [driver.communicate(timeout=900) for driver in drivers]
+    codes = [driver.returncode for driver in drivers]
+    files = result_files(folder / "res")
+    problems = check_files(folder / "res", {})
+    if len(files) != 6 or len({path.parent for path in files}) != 6:
+        problems.append(f"two drivers: {len(files)} result files in {len({p.parent for p in files})} settings, "
+                        "expected 6 in 6")
+    if codes != [0, 0]:
+        problems.append(f"two drivers: exit statuses {codes}")
+    best_lines = [next((line for line in out.splitlines() if " best " in line), "") for out, _ in outputs]
+    failed = [line for _, err in outputs for line in err.splitlines() if "FAILED" in line]
+    problems += [f"two drivers: a run counted as failed: {line}" for line in failed]
+    summary_path = folder / "res" / ".deepobs_tune" / "shared" / "summary.json"
+    summary_best = None
+    if summary_path.is_file():
+        (study,) = json.loads(summary_path.read_text())["studies"]
+        summary_best = study.get("best_setting")
+    else:
+        problems.append("two drivers: no summary.json")
+    scores = {}
+    for path in files:
+        data = json.loads(path.read_text())
+        scores[data["optimizer_hyperparams"]["lr"]] = data["valid_losses"][-1]
+    best = min(scores, key=scores.get) if scores else None
+    if summary_best != {"lr": best}:
+        problems.append(f"two drivers: summary.json names {summary_best}, the files' best is lr {best}")
+    if len(set(best_lines)) != 1:
+        problems.append(f"two drivers disagree: {best_lines}")
+    log(f"two drivers: exit statuses {codes}, {len(files)} result files, runs counted failed {len(failed)}, "
+        f"best lr {best} (summary {summary_best}); drivers said: {best_lines[0].strip()!r}")
+    return {"exit_statuses": codes, "results": len(files), "failed_lines": len(failed), "best": best,
+            "problems": problems}
+
+
+SECTIONS = ("kills", "concurrency", "garbage", "unwritable", "drivers")
 
 
 def main() -> int:
@@ -514,10 +575,11 @@ def main() -> int:
     concurrent = concurrency(work, args, log) if "concurrency" in sections else {"results": None, "problems": []}
     inputs = garbage(work, args, rng, log) if "garbage" in sections else {}
     places = unwritable(work, args, log) if "unwritable" in sections else {"cases": [], "problems": []}
+    drivers = two_drivers(work, args, log) if "drivers" in sections else {"problems": []}
     kills = [kill for run in runs for kill in run["kills"]]
     files_lost = sum(1 for run in runs for p in run["problems"] if "lost" in p or "corrupt" in p or "changed" in p)
     problems = [p for run in runs for p in run["problems"]] + concurrent["problems"] + \
-        [p for part in inputs.values() for p in part["problems"]] + places["problems"]
+        [p for part in inputs.values() for p in part["problems"]] + places["problems"] + drivers["problems"]
     report = {
         # A kill is survived when the process died as expected and its run, resumed, gave
         # the reference numbers.
@@ -525,7 +587,7 @@ def main() -> int:
         "runs_identical_to_reference": sum(bool(r.get("identical")) for r in runs), "runs": len(runs),
         "files_lost": files_lost, "concurrency": concurrent,
         "inputs_tried": sum(part["inputs"] for part in inputs.values()), "inputs": inputs,
-        "unwritable": places,
+        "unwritable": places, "drivers": drivers,
         "problems": problems, "seconds": round(time.monotonic() - started, 1), "workdir": str(work),
         "details": runs,
     }
