@@ -240,7 +240,7 @@ def test_default_warmup_is_a_tenth_of_the_run():
     ("cosine", {"final_lr_factor": "high"}, 10, ["final_lr_factor", "a number", "'high'"]),
     ("cosine", {"final_lr_factor": float("nan")}, 10, ["final_lr_factor", "finite"]),
     ("step", {"lr_sched_epochs": 3, "lr_sched_factors": [0.1]}, 10, ["lr_sched_epochs", "list"]),
-    ("cosine", {}, 0, ["num_epochs", ">= 1"]),
+    ("cosine", {}, -1, ["num_epochs", ">= 0"]),
 ])
 def test_bad_schedules_get_one_line_errors_naming_the_value(name, params, num_epochs, words):
     with pytest.raises(ConfigurationError) as error:

@@ -101,7 +101,6 @@ def test_load_sweep_accepts_text_json_and_distributions():
      r"protocol: sweeps select settings on the validation split"),
     ("problems: [quadratic_deep]\noptimizers: {sgd: {lr: [0.1]}}\nslurm: {partiton: gpu}\n",
      r"^sweep:3: slurm\.partiton: unknown SLURM setting"),
-    ("problems: [quadratic_deep]\noptimizers: {sgd: {}}\n", r"must give lr"),
     ("problems: [quadratic_deep]\nproblems: [two_d_beale]\noptimizers: {sgd: {lr: [0.1]}}\n",
      r"^sweep:2: problems: duplicate key"),
     ("problems: [quadratic_deep\noptimizers: {sgd: {lr: [0.1]}}\n", r"^sweep:\d+: not valid YAML or JSON"),
