@@ -12,6 +12,16 @@ from deepobs.models.char_rnn import CharRNN
 from deepobs.registry import register_problem
 from deepobs.testproblems.base import TestProblem
 
+
+def character_losses(logits: torch.Tensor, targets: torch.Tensor) -> tuple:
+    """Per-sequence means over the time steps of the cross-entropy and the accuracy of
+    ``logits`` (batch, time, characters): their batch mean is the mean per-character
+    cross-entropy and accuracy, as DeepOBS's char-RNN reports. Shared by every Tolstoi
+    problem."""
+    losses = F.cross_entropy(logits.transpose(1, 2), targets, reduction="none").mean(dim=1)
+    correct = (logits.argmax(dim=2) == targets).float().mean(dim=1)
+    return losses, correct
+
 SEQ_LENGTH = 50
 
 
@@ -82,9 +92,7 @@ class TolstoiCharRNN(TestProblem):
     # ------------------------------------------------------------ computation
     def _compute(self, inputs, targets):
         logits, self._next_state = self.net(inputs, self._state)
-        losses = F.cross_entropy(logits.transpose(1, 2), targets, reduction="none").mean(dim=1)
-        correct = (logits.argmax(dim=2) == targets).float().mean(dim=1)
-        return losses, correct
+        return character_losses(logits, targets)
 
     def _eval_batches(self, phase: str):
         self.reset_state()

@@ -6,12 +6,12 @@ import math
 from dataclasses import replace
 
 from torch import nn
-from torch.nn import functional as F
 
 from deepobs.datasets.tolstoi import Tolstoi
 from deepobs.models.resnet_bk import MixtureOfExperts, ResNetBK, ResNetBKConfig
 from deepobs.registry import register_problem
 from deepobs.testproblems.base import TestProblem
+from deepobs.testproblems.tolstoi import character_losses
 
 
 @register_problem("tolstoi_resnetbk")
@@ -68,13 +68,9 @@ class TolstoiResNetBK(TestProblem):
         return ResNetBK(replace(self.model_config))
 
     def _compute(self, inputs, targets):
-        # Per-sequence means over the time steps, as tolstoi_char_rnn: the batch mean is
-        # the mean per-character cross-entropy and accuracy.
-        logits = self.net(inputs)
-        losses = F.cross_entropy(logits.transpose(1, 2), targets, reduction="none").mean(dim=1)
+        losses, correct = character_losses(self.net(inputs), targets)
         if self.balance_weight and self.net.training:
             losses = losses + self.balance_weight * self.net.balance_loss()
-        correct = (logits.argmax(dim=2) == targets).float().mean(dim=1)
         return losses, correct
 
     def get_regularization_groups(self) -> dict:

@@ -6,12 +6,12 @@ import math
 from dataclasses import replace
 
 from torch import nn
-from torch.nn import functional as F
 
 from deepobs.datasets.tolstoi import Tolstoi
 from deepobs.models.transformer import Transformer, TransformerConfig
 from deepobs.registry import register_problem
 from deepobs.testproblems.base import TestProblem
+from deepobs.testproblems.tolstoi import character_losses
 
 
 @register_problem("tolstoi_transformer")
@@ -68,12 +68,7 @@ class TolstoiTransformer(TestProblem):
         return Transformer(replace(self.model_config))
 
     def _compute(self, inputs, targets):
-        # Per-sequence means over the time steps, as tolstoi_char_rnn: the batch mean is
-        # the mean per-character cross-entropy and accuracy.
-        logits = self.net(inputs)
-        losses = F.cross_entropy(logits.transpose(1, 2), targets, reduction="none").mean(dim=1)
-        correct = (logits.argmax(dim=2) == targets).float().mean(dim=1)
-        return losses, correct
+        return character_losses(self.net(inputs), targets)
 
     def get_regularization_groups(self) -> dict:
         """L2 on the weight matrices and embeddings (the tied output layer once), not on
