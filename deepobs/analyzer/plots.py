@@ -182,7 +182,12 @@ def edge_markers(ax, xs, metric: str, color: str, label: str, ours: bool = True)
     if not len(xs):
         return
     top = not is_accuracy(metric)
-    ax.plot(list(xs), [1.0 if top else 0.0] * len(xs), "^" if top else "v", ls="",
+    # Each further set of markers on this axes edge sits a step further in, so that
+    # several optimizers diverging at the same learning rates stay visible.
+    row = getattr(ax, "_deepobs_edge_rows", 0)
+    ax._deepobs_edge_rows = row + 1
+    step = 0.045 * row
+    ax.plot(list(xs), [1.0 - step if top else step] * len(xs), "^" if top else "v", ls="",
             transform=ax.get_xaxis_transform(), clip_on=False, ms=8, mew=1.5, mec=color,
             mfc=color if ours else "white", label=label, zorder=7 if ours else 6)
 
@@ -703,8 +708,22 @@ def plot_performance_profiles(profile: pd.DataFrame, scores: Optional[pd.Series]
     return fig
 
 
+def plain_log_ticks(fig: Figure) -> None:
+    """Log-scaled axes labelled ``1e-05``, ``1``, ``100`` in plain text: the report draws
+    text without math (names from files may hold ``$``), and matplotlib's default log
+    labels are math (``$\\mathdefault{10^{-5}}$``), which would then show raw."""
+    from matplotlib.ticker import LogFormatter, NullFormatter
+
+    for ax in fig.axes:
+        for axis, scale in ((ax.xaxis, ax.get_xscale()), (ax.yaxis, ax.get_yscale())):
+            if scale == "log":
+                axis.set_major_formatter(LogFormatter(labelOnlyBase=True))
+                axis.set_minor_formatter(NullFormatter())
+
+
 def save_figure(fig: Figure, stem, formats: Sequence[str] = ("png", "pdf"), dpi: int = 150) -> list:
     """Write ``stem.png`` / ``stem.pdf`` (and any other format) and return the paths."""
+    plain_log_ticks(fig)
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = []
