@@ -56,7 +56,7 @@ from deepobs.runners import optimizer_setup
 from deepobs.runners.optimizers import OptimizerSpec, resolve_optimizer
 from deepobs.runners.run_config import MAX_FAKE_DATA, MAX_SEED, RunConfig, parse_run_argv  # noqa: F401
 from deepobs.runners.schedules import LRSchedule
-from deepobs.runners.threads import choose_threads
+from deepobs.runners.threads import apply_threads
 from deepobs.runners.training_state import (EvaluationStopped, RunProgress, TrainingLog,  # noqa: F401
                                             progress_bar)
 from deepobs.version import __version__
@@ -210,8 +210,7 @@ class StandardRunner:
         no_logs = config.no_logs or not distributed.is_main_process()  # under torchrun rank 0 writes
         self._quiet = config.quiet or not distributed.is_main_process()
         if torch.device(device).type == "cpu":
-            threads, note = choose_threads(config.threads)
-            torch.set_num_threads(threads)
+            note = apply_threads(config.threads)
             if note:
                 self._log(note)
         run_folder = config.run_folder()

@@ -5,8 +5,8 @@ for each other at every operation, and one of them always waits for a core that 
 process holds (mnist_mlp, 2 cores, one busy: 3 min with 2 threads, 16 s with 1). So the
 default counts the cores this process may use (CPU affinity, a cgroup quota,
 ``SLURM_CPUS_PER_TASK``) and subtracts the cores other processes keep busy right now
-(sampled from /proc/stat for a tenth of a second). ``--threads N`` or
-``OMP_NUM_THREADS`` choose explicitly.
+(sampled from /proc/stat for a tenth of a second). ``--threads N``,
+``OMP_NUM_THREADS`` or the process's own ``torch.set_num_threads`` choose explicitly.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ import os
 import time
 from pathlib import Path
 from typing import Optional
+
+import torch
 
 
 def granted_cores() -> tuple:
@@ -93,15 +95,37 @@ def _sample_busy_cores(seconds: float) -> float:
     return max(0.0, everyone - own / wall)
 
 
+#: torch's thread count when deepobs was imported, and whether a run of this process
+#: (or of the process it was forked from) has already chosen. The count is chosen once,
+#: when the first run starts, and only if the process's own code has not set one with
+#: ``torch.set_num_threads``; later runs keep it. (Forked children matter: a child forked
+#: after its parent used a pool of several threads hangs in its first parallel operation,
+#: so a child's own ``torch.set_num_threads(1)`` must be kept.)
+_TORCH_THREADS = {"at_import": torch.get_num_threads(), "chosen": False}
+
+
+def apply_threads(requested: Optional[int] = None) -> Optional[str]:
+    """Set torch's CPU threads for a run (see :func:`choose_threads`); returns the note."""
+    threads, note = choose_threads(requested)
+    if threads != torch.get_num_threads():
+        torch.set_num_threads(threads)
+    _TORCH_THREADS["chosen"] = True
+    return note
+
+
 def choose_threads(requested: Optional[int] = None) -> tuple:
     """``(threads, note)``: ``requested`` if given, else ``OMP_NUM_THREADS`` if set, else
-    the granted cores less the busy ones (at least 1). ``note`` is a one-line hint when
-    other work leaves this run fewer cores than it was granted, else None."""
+    the count already in force when this process chose before or its own code set one,
+    else the granted cores less the busy ones (at least 1). ``note`` is a one-line hint
+    when other work leaves this run fewer cores than it was granted, else None."""
     if requested is not None:
         return requested, None
     environment = os.environ.get("OMP_NUM_THREADS", "")
     if environment.isdigit() and int(environment) > 0:
         return int(environment), None
+    current = torch.get_num_threads()
+    if _TORCH_THREADS["chosen"] or current != _TORCH_THREADS["at_import"]:
+        return current, None
     granted, why = granted_cores()
     if granted == 1:
         return 1, None
