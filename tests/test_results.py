@@ -73,9 +73,11 @@ def test_non_finite_numbers_are_written_like_the_published_files(tmp_path):
     assert "NaN" in path.read_text() and "Infinity" in path.read_text()
 
 
-def test_ensure_writable_rejects_a_path_under_a_file(tmp_path):
+def test_writable_folder_rejects_a_path_under_a_file(tmp_path):
+    from deepobs.safe_names import writable_folder
+
     blocker = tmp_path / "file"
     blocker.write_text("")
     with pytest.raises(results.ConfigurationError, match="not writable"):
-        results.ensure_writable(blocker / "out")
-    assert results.ensure_writable(tmp_path / "new" / "dir") == Path(tmp_path / "new" / "dir")
+        writable_folder(blocker / "out")
+    assert writable_folder(tmp_path / "new" / "dir") == Path(tmp_path / "new" / "dir")

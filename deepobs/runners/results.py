@@ -75,20 +75,6 @@ def find_run(setting_dir, random_seed: int) -> Optional[Path]:
     return matches[0] if matches else None
 
 
-def ensure_writable(folder) -> Path:
-    """Create ``folder`` and check that a file can be written there."""
-    folder = Path(folder)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
-            pass
-    except OSError as error:
-        raise ConfigurationError(
-            f"output folder {str(folder)!r} is not writable: {error.strerror or error}"
-        ) from None
-    return folder
-
-
 def write_json_atomic(path, data: dict) -> Path:
     """Write ``data`` as indented JSON: to a temporary file first, then renamed into place,
     so a reader never sees a half-written file and a crash leaves no partial result.

@@ -17,7 +17,6 @@ object; the training loop receives the resolved one.
 from __future__ import annotations
 
 import argparse
-import ast
 import dataclasses
 import functools
 import hashlib
@@ -460,46 +459,6 @@ def _hyperparameter_words(flag: str, value) -> list:
     return [flag, _argv_value(value)]
 
 
-def parse_literal(text: str):
-    """A command-line value of a hyperparameter whose type is not fixed: a Python
-    literal (``inf``, ``None``, ``True``, ``1e-3``, ``(0.9, 0.99)``) or else the string."""
-    lowered = text.strip().lower()
-    if lowered in ("inf", "+inf", "infinity"):
-        return math.inf
-    if lowered in ("-inf", "-infinity"):
-        return -math.inf
-    if lowered in ("true", "false", "none"):
-        return {"true": True, "false": False, "none": None}[lowered]
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError, MemoryError, RecursionError):
-        return text
-
-
-def _typed(value_type):
-    """An argparse ``type`` for a declared hyperparameter type."""
-    if value_type in (int, float, str):
-        def convert(text, value_type=value_type):
-            if value_type is str:
-                return text
-            if text.strip().lower() in ("none",):
-                return None
-            try:
-                value = float(text) if value_type is float else parse_literal(text)
-            except ValueError:
-                value = parse_literal(text)
-            if value_type is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-                return float(value)
-            if value_type is int and isinstance(value, int) and not isinstance(value, bool):
-                return value
-            if value_type is int and isinstance(value, float) and value.is_integer():
-                return int(value)
-            raise argparse.ArgumentTypeError(f"expected {value_type.__name__}, got {text!r}")
-        convert.__name__ = value_type.__name__
-        return convert
-    return parse_literal
-
-
 #: Destination prefixes of hyperparameter flags, and their command-line prefixes.
 _HYPERPARAMETER_KINDS = {"hp": ("hyperparams", ""), "bhp": ("base_hyperparams", "--base_"),
                          "fhp": ("fallback_hyperparams", "--fallback_")}
@@ -610,7 +569,7 @@ def build_run_parser(hyperparameters: dict, optimizer_flag: bool = True, base: O
     schedule_group = groups.get("schedule", parser)
     for name, entry in schedules.all_schedule_parameters().items():
         kwargs = dict(dest=f"sp__{name}", default=None, help=entry.get("help", ""),
-                      type=_typed(entry.get("type", float)))
+                      type=_value_parser(entry))
         if entry.get("nargs"):
             kwargs["nargs"] = entry["nargs"]
         schedule_group.add_argument(f"--{name}", **kwargs)

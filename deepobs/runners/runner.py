@@ -59,6 +59,7 @@ from deepobs.runners.schedules import LRSchedule
 from deepobs.runners.threads import apply_threads
 from deepobs.runners.training_state import (EvaluationStopped, RunProgress, TrainingLog,  # noqa: F401
                                             progress_bar)
+from deepobs.safe_names import writable_folder
 from deepobs.version import __version__
 
 
@@ -230,7 +231,7 @@ class StandardRunner:
         _check_representable(config, tproblem.net)
         optimizer = self.create_optimizer(tproblem, config)
         if not no_logs:
-            results.ensure_writable(run_folder)
+            writable_folder(run_folder)
         lock = None if no_logs else RunLock(lock_path(run_folder, config.random_seed)).acquire()
         signals = contextlib.ExitStack()
         try:
