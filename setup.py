@@ -11,6 +11,8 @@ REQUIREMENTS = [
     if line.strip() and not line.startswith("#")
 ]
 
+OPTIMIZERS = ["pytorch_optimizer==4.1.0", "schedulefree==1.4.1", "einops==0.8.2"]
+
 setup(
     name="deepobs",
     version=VERSION,
@@ -29,9 +31,9 @@ setup(
         # Documentation: make docs.
         "docs": ["sphinx>=7", "myst-parser>=2", "furo>=2024.1"],
         # Every optimizer family (docs/optimizers.md): pinned, the compatibility matrix was measured with these.
-        "optimizers": ["pytorch_optimizer==4.1.0", "schedulefree==1.4.1"],
-        "test": ["pytest>=7", "pytest-timeout>=2.1", "hypothesis>=6", "optuna>=3", "submitit>=1.5",
-                 "pytorch_optimizer==4.1.0", "schedulefree==1.4.1"],
+        # (einops: pytorch_optimizer's DeMo imports it.)
+        "optimizers": OPTIMIZERS,
+        "test": ["pytest>=7", "pytest-timeout>=2.1", "hypothesis>=6", "optuna>=3", "submitit>=1.5"] + OPTIMIZERS,
     },
     entry_points={
         "console_scripts": [

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import io
 import math
+import os
+import subprocess
+import sys
 from unittest import mock
 
 import pytest
@@ -322,3 +325,33 @@ def test_missing_and_broken_optimizers_are_one_line_errors(capsys, tmp_path, mon
         lines = err.strip().splitlines()
         assert status == 2 and len(lines) == 1 and message in lines[0], (argv, err)
         assert "Traceback" not in err
+
+
+def _in_a_fresh_process(code: str) -> str:
+    """Run ``code`` in its own Python (it changes process-wide state: a process group, a
+    memory ceiling); returns its stdout, failing the test with its stderr."""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_optimizers_written_for_torch_distributed_run_in_a_one_process_group():
+    out = _in_a_fresh_process(
+        "import torch\nfrom torch import nn\n"
+        "from deepobs.runners.optimizer_setup import prepare_optimizer\n"
+        "from deepobs.runners.optimizers import resolve_optimizer\n"
+        "import torch.distributed as dist\n"
+        "for name in ('distributedmuon', 'demo'):\n"
+        "    torch.manual_seed(0)\n"
+        "    model = nn.Sequential(nn.Linear(10, 16), nn.ReLU(), nn.Linear(16, 3))\n"
+        "    spec = resolve_optimizer(name)\n"
+        f"    opt = prepare_optimizer(spec, model, {k: v['default'] for k, v in spec.hyperparameters.items() if 'default' in v}, context={CONTEXT!r})\n"
+        "    x, y = torch.randn(8, 10), torch.randint(0, 3, (8,))\n"
+        "    before = [p.detach().clone() for p in model.parameters()]\n"
+        "    opt.train_step(lambda: (nn.functional.cross_entropy(model(x), y), None))\n"
+        "    moved = any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))\n"
+        "    print(name, 'single_process_group' in opt.record['traits'], moved, dist.get_world_size())\n")
+    lines = out.split("\n")
+    # The first builds the group; the second finds it and uses it.
+    assert lines[0] == "distributedmuon True True 1" and lines[1] == "demo False True 1", out

@@ -23,6 +23,7 @@ from deepobs.errors import ConfigurationError, one_line
 from deepobs.runners.checkpoint import (EXIT_BAD_INPUT, EXIT_FAILED, EXIT_LOCKED, EXIT_NOT_RESUMABLE,
                                         RunInterrupted)
 from deepobs.runners.locking import RunLockedError
+from deepobs.runners.memory_guard import limit_cpu_memory
 from deepobs.runners.run_config import OneLineParser, build_run_parser, hyperparameter_flag, parse_run_argv
 
 __all__ = ["main", "one_line", "hyperparameter_flag", "build_run_parser"]
@@ -60,7 +61,9 @@ def _print_optimizers() -> None:
 
 
 def main(argv=None) -> int:
-    """Entry point of ``deepobs-run``."""
+    """Entry point of ``deepobs-run``. Run as a command (``argv`` None), a CPU run gets a
+    memory ceiling (:mod:`deepobs.runners.memory_guard`)."""
+    own_process = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     pre = OneLineParser(prog="deepobs-run", add_help=False, allow_abbrev=False)
     pre.add_argument("testproblem", nargs="?")
@@ -80,6 +83,8 @@ def main(argv=None) -> int:
         if known.help and known.optimizer is None:
             build_run_parser({}).parse_args(["--help"])
         config = parse_run_argv(argv)
+        if own_process:
+            limit_cpu_memory(config.device)
         return _run(config)
     except ConfigurationError as error:
         _error(error)

@@ -69,6 +69,16 @@ def rank_device(device: str) -> str:
     return device
 
 
+def join_single_process_group() -> bool:
+    """Start a one-process gloo group when none exists (for optimizers that call
+    torch.distributed in their step, e.g. DistributedMuon); True when one was started.
+    With one process every collective is the identity, so the run is a plain run."""
+    if not dist.is_available() or dist.is_initialized():
+        return False
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    return True
+
+
 class _DataParallelNet(nn.parallel.DistributedDataParallel):
     """DDP that gets out of the way where it is not needed: forward passes without
     gradients (evaluation) skip the collective calls, and attributes of the wrapped

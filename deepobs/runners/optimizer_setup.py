@@ -25,6 +25,10 @@ Families (``PreparedOptimizer.family``; ``record["traits"]`` lists all that appl
 * ``matrix``: Muon and relatives (:func:`matrix_kind`): hidden weight matrices to the
   optimizer, everything else to ``fallback`` (default :data:`DEFAULT_FALLBACK`).
 * ``train_eval``: the optimizer has ``train()``/``eval()`` (schedule-free).
+
+A trait, not a family: optimizers written for torch.distributed (:data:`DISTRIBUTED_OPTIMIZERS`)
+get a one-process group when the run has none (``"single_process_group"``), so a plain
+``deepobs-run`` runs them; under torchrun they use its group.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ import torch
 from torch import nn
 
 from deepobs.errors import ConfigurationError
+from deepobs.runners import distributed
 from deepobs.runners.optimizers import (OptimizerSpec, build_optimizer, first_line, resolve_optimizer)
 
 #: Constructor arguments the runner supplies, and the ``context`` key it takes them from.
@@ -63,6 +68,8 @@ GRADIENT_FIRST_OPTIMIZERS = {"SAM", "LookSAM", "FriendlySAM", "BSAM"}
 CLOSURE_OPTIMIZERS = {"SAM", "WSAM", "LookSAM", "FriendlySAM", "BSAM", "GSAM", "AliG", "LBFGS"}
 #: Optimizers that need ``backward(create_graph=True)`` (besides ``step(..., hessian)``).
 HESSIAN_OPTIMIZERS = {"AdaHessian", "Adahessian", "SophiaH", "AdaHessianGC"}
+#: Optimizers that call torch.distributed (world size, rank, all_gather) in every step.
+DISTRIBUTED_OPTIMIZERS = {"DistributedMuon", "DeMo"}
 #: Base optimizer of a wrapper when none is given (``--base_optimizer``).
 DEFAULT_BASE = "sgd"  # works under every wrapper (schedule-free's needs a base without
 # per-parameter state initialised on an empty state: AdamW fails there)
@@ -493,6 +500,8 @@ def prepare_optimizer(spec: OptimizerSpec, model: nn.Module, hyperparams: dict, 
     if fallback is not None and kind is None:
         raise ConfigurationError(f"{spec.name} trains every parameter itself; --fallback_optimizer is for "
                                  "matrix optimizers such as Muon")
+    if _class_names(build) & DISTRIBUTED_OPTIMIZERS and distributed.join_single_process_group():
+        traits.append("single_process_group")
     extra = _with_hidden_extras(spec, model, context)
     gsam = "GSAM" in _class_names(build)
     if gsam:
