@@ -193,6 +193,8 @@ KEYS = {
     "config_hash": _optional(_text),
     "git_commit": _optional(_text),
     "git_revision": _optional(_text),
+    "optimizer_package": _optional(_mapping),
+    "machine": _optional(_mapping),
     "resumed_at": _list_of_mappings,
     "run_config": _mapping,
     "optimizer_setup": _optional(_mapping),

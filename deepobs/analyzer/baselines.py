@@ -1,5 +1,6 @@
-"""Baselines to compare against: the shipped compact DeepOBS 1.1 baselines (by name) or
-any results tree (by path), both as a setting table like :func:`aggregate` returns."""
+"""Baselines to compare against: the shipped compact sets (by name: DeepOBS 1.1's published
+TensorFlow runs, deepobs-pytorch's own) or any results tree (by path), both as a setting
+table like :func:`aggregate` returns."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from deepobs.errors import ConfigurationError, DataError
 from deepobs.safe_names import printable
 
 #: Names of the baseline sets that ship with deepobs.
-SHIPPED = ("deepobs-1.1",)
+SHIPPED = ("deepobs-1.1", "deepobs-pytorch")
 #: Environment variable naming a folder that holds baseline sets (overrides the search).
 BASELINES_ENV = "DEEPOBS_BASELINES_DIR"
 #: Format version of the compact files.
@@ -136,6 +137,8 @@ def compact_problem(settings: pd.DataFrame, thresholds: dict) -> dict:
             "tuned_setting": group.loc[tuned].get("folder", group.loc[tuned, "setting"]), "setting_prefix": prefix,
             "hyperparams": shared, "settings": entries,
         }
+        if group.loc[tuned, "training_params"]:
+            out["optimizers"][optimizer]["training_params"] = group.loc[tuned, "training_params"]
     return out
 
 
@@ -153,7 +156,7 @@ def read_compact(folder, source: str) -> pd.DataFrame:
                 for setting in entry["settings"]:
                     setting = dict(setting, setting=entry["setting_prefix"] + setting["setting"],
                                    hyperparams={**entry["hyperparams"], **setting["hyperparams"]})
-                    rows.append(_setting_row(data, optimizer, setting, source))
+                    rows.append(_setting_row(data, optimizer, setting, source, entry.get("training_params", {})))
         except DataError:
             raise
         except (OSError, ValueError, KeyError, TypeError, AttributeError, OverflowError, RecursionError) as error:
@@ -165,7 +168,7 @@ def read_compact(folder, source: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _setting_row(problem: dict, optimizer: str, entry: dict, source: str) -> dict:
+def _setting_row(problem: dict, optimizer: str, entry: dict, source: str, training_params: dict) -> dict:
     finals = {m: _floats(v) for m, v in entry["finals"].items()}
     curves = {m: None for m in finals}
     for metric, stats in entry.get("curves", {}).items():
@@ -180,7 +183,7 @@ def _setting_row(problem: dict, optimizer: str, entry: dict, source: str) -> dic
         "setting": entry["setting"], "protocol": problem["protocol"],
         "num_epochs": problem["num_epochs"], "batch_size": problem["batch_size"],
         "weight_decay": problem["weight_decay"], "hyperparams": entry["hyperparams"],
-        "training_params": {}, "lr": entry["hyperparams"].get("lr"), "seeds": entry["seeds"],
+        "training_params": training_params, "lr": entry["hyperparams"].get("lr"), "seeds": entry["seeds"],
         "diverged_seeds": entry["diverged_seeds"], "n_runs": n_used + n_diverged,
         "n_diverged": n_diverged, "n_used": n_used, "paths": [],
         "curves": curves, "finals": finals, "best": best, "seed_curves": {},

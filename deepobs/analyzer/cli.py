@@ -29,10 +29,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _OneLineParser(
         prog="deepobs-plot", allow_abbrev=False,
         description="Turn a results tree into figures, tables and a self-contained report.html.",
-        epilog="example: deepobs-plot results/ --baselines deepobs-1.1 --out report/")
+        epilog="example: deepobs-plot results/ --baselines deepobs-1.1 deepobs-pytorch --out report/")
     parser.add_argument("results", help="results folder (<problem>/<optimizer>/<setting>/*.json)")
-    parser.add_argument("--baselines", metavar="NAME|PATH",
-                        help="a shipped baseline set (deepobs-1.1) or a path to any results tree")
+    parser.add_argument("--baselines", metavar="NAME|PATH", nargs="+",
+                        help="one or more baseline sets: shipped ones by name (deepobs-1.1, "
+                             "deepobs-pytorch) or paths to any results trees")
     parser.add_argument("--out", default="deepobs_report", help="output folder (default ./deepobs_report)")
     parser.add_argument("--mode", choices=MODES, default="final",
                         help="setting selection: final, best or most (default final)")

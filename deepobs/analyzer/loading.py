@@ -102,6 +102,15 @@ def _setting_value(value) -> str:
     return str(value)
 
 
+def schedule_label(optimizer: str, training_params: dict) -> str:
+    """The name an optimizer is grouped and labelled under: ``Adam`` with a constant
+    learning rate (or DeepOBS's step schedule), ``Adam+warmup_cosine`` with a per-step
+    schedule, so that one optimizer run with two schedules is two entries of every plot
+    and table, each with its own selected setting."""
+    schedule = (training_params or {}).get("lr_schedule")
+    return optimizer if schedule in (None, "constant", "step") else f"{optimizer}+{schedule}"
+
+
 def setting_key(record: dict, extras: dict) -> str:
     """A setting's identity from a file's content, not its folder name: runs group by
     their sizes, hyperparameters (to SETTING_DIGITS significant digits), schedule,
@@ -165,6 +174,7 @@ def normalize_run(data: dict, path: Path) -> dict:
     }
     if is_v11 and record["optimizer"] == "Momentum" and hyperparams.get("nesterov"):
         record["optimizer"] = "Nesterov"
+    record["optimizer"] = schedule_label(record["optimizer"], training_params)
     extras = {key: data.get(key) for key in ("amp", "base_optimizer", "base_hyperparams",
                                              "fallback_optimizer", "fallback_hyperparams") if data.get(key)}
     record["setting"] = setting_key(record, extras)

@@ -49,7 +49,7 @@ from deepobs.config import default_device
 from deepobs.errors import ConfigurationError
 from deepobs import result_schema
 from deepobs.registry import get_problem_class
-from deepobs.runners import checkpoint, distributed, results
+from deepobs.runners import checkpoint, distributed, provenance, results
 from deepobs.runners.finiteness import _finite_loss, float_parameters, non_finite_state  # noqa: F401
 from deepobs.runners.locking import RunLock, lock_path
 from deepobs.runners import optimizer_setup
@@ -544,6 +544,8 @@ class StandardRunner:
             "num_threads": torch.get_num_threads(),
             "config_hash": config.config_hash(),
             "git_commit": checkpoint.git_commit(),
+            "optimizer_package": provenance.optimizer_package(self._spec.build),
+            "machine": provenance.machine(),
             "run_config": {name: value for name, value in config.identity().items()},
             "optimizer_setup": self.session.optimizer.record if self.session is not None else None,
         }

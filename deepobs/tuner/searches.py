@@ -34,7 +34,7 @@ MODES = ("final", "best")
 
 #: Run options a study passes to every RunSpec.
 RUN_OPTIONS = ("output_dir", "batch_size", "num_epochs", "weight_decay", "protocol", "fake_data",
-               "data_dir", "device", "eval_batch_size", "train_log_interval")
+               "data_dir", "device", "eval_batch_size", "train_log_interval", "lr_schedule", "schedule_params")
 
 
 def _check_budget(budget, required: bool) -> Optional[int]:

@@ -15,6 +15,7 @@ naming the line and the key, before anything runs. Example::
     budget: 4               # settings per problem and optimizer
     seeds: 42               # tuning seed(s)
     rerun_best: true        # rerun the best setting with seeds 43-51
+    lr_schedule: {name: warmup_cosine, warmup_epochs: 0.1}   # default constant
     num_epochs: 2
     fake_data: 512
     executor: local         # local | slurm
@@ -61,6 +62,7 @@ TOP_LEVEL_KEYS = {
     "protocol": "split protocol (1.2)", "fake_data": "random data of N examples",
     "data_dir": "data folder", "device": "device of every run",
     "eval_batch_size": "evaluation batch size", "train_log_interval": "mini-batch loss log interval",
+    "lr_schedule": "a schedule name, or {name: NAME, <its parameters>} (docs/schedules.md)",
     "executor": "local | slurm", "workers": "local worker processes", "slurm": "SLURM job settings",
 }
 PROBLEM_KEYS = ("name", "batch_size", "num_epochs", "weight_decay")
@@ -320,6 +322,7 @@ def _build(data: Any, default_name: str) -> Sweep:
         "device": _text(data, "device", None),
         "eval_batch_size": _integer(data, "eval_batch_size", None, minimum=1),
         "train_log_interval": _integer(data, "train_log_interval", None, minimum=1),
+        **_schedule(data),
     }
     problems = _problems(data)
     searches = _searches(data, method, budget, search_seed, startup_trials, parallel_trials)
@@ -392,6 +395,26 @@ def _number(data: dict, key: str, default, minimum: float, path: tuple = ()):
     if number < minimum:
         raise _Invalid(path + (key,), f"must be >= {minimum}, got {data[key]!r}")
     return number
+
+
+def _schedule(data: dict) -> dict:
+    """``lr_schedule`` as the run options ``lr_schedule`` and ``schedule_params``; names and
+    parameter types are checked here, lengths against each problem's epochs in the run."""
+    from deepobs.runners.schedules import SCHEDULES, check_schedule
+
+    if "lr_schedule" not in data:
+        return {}
+    value = data["lr_schedule"]
+    params = dict(value) if isinstance(value, dict) else {}
+    name = params.pop("name", None) if isinstance(value, dict) else value
+    if not isinstance(name, str) or name not in SCHEDULES:
+        raise _Invalid(("lr_schedule",), f"must be one of {', '.join(SCHEDULES)} or {{name: NAME, ...}}, "
+                                         f"got {name!r}")
+    try:
+        check_schedule(name, params, num_epochs=10 ** 6)
+    except ConfigurationError as error:
+        raise _Invalid(("lr_schedule",), str(error)) from None
+    return {"lr_schedule": name, "schedule_params": params} if params else {"lr_schedule": name}
 
 
 def _protocol(data: dict) -> str:

@@ -1,0 +1,42 @@
+"""Where a result came from, beyond deepobs's and torch's versions: the package of the
+optimizer (its version can change the numbers as much as torch's) and the kind of
+machine (a baseline is reproducible bit for bit only on the same kind)."""
+
+from __future__ import annotations
+
+import functools
+import os
+import platform
+from importlib import metadata
+from typing import Callable, Optional
+
+
+def optimizer_package(build: Callable) -> Optional[dict]:
+    """``{"name", "version"}`` of the installed distribution that defines ``build``
+    (``torch`` for torch.optim, ``pytorch_optimizer``, ...); None for code outside any
+    installed package (a user's own module)."""
+    module = getattr(build, "__module__", None) or ""
+    top = module.split(".")[0]
+    if not top or top == "__main__":
+        return None
+    names = metadata.packages_distributions().get(top) or [top]
+    for name in names:
+        try:
+            return {"name": name, "version": metadata.version(name)}
+        except metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+@functools.lru_cache(maxsize=1)
+def machine() -> dict:
+    """The machine kind: CPU model, logical cores, operating system."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "system": platform.platform(terse=True)}

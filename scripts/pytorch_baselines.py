@@ -1,0 +1,256 @@
+"""The deepobs-pytorch baselines: today's optimizers tuned by one protocol, in PyTorch.
+
+The protocol (docs/baselines.md) lives here, in one place: the problems, the optimizers,
+the learning-rate grid, the schedules and the seeds. From it this script
+
+* ``sweeps``: writes one sweep file per (problem, schedule) to
+  ``baselines/deepobs-pytorch/sweeps/`` (each a resumable piece of at most about two
+  hours on two cores);
+* ``run [--only REGEX]``: runs those sweep files with ``deepobs-tune`` (a finished run is
+  found and skipped, so an interrupted piece continues where it stopped) and prints the
+  CPU time of every (problem, optimizer, schedule) cell;
+* ``crosscheck``: trains SGD, Momentum and Adam on quadratic_deep with protocol 1.1 at
+  DeepOBS's published tuned learning rates, seeds 42-51 (the check that PyTorch
+  reproduces the TensorFlow numbers);
+* ``build``: turns the results into the compact shipped files, with the versions,
+  commits and machines of the runs, and the list of cells present.
+
+Example (from the repository root)::
+
+    python scripts/pytorch_baselines.py sweeps
+    python scripts/pytorch_baselines.py run --only quadratic_deep
+    python scripts/pytorch_baselines.py crosscheck
+    python scripts/pytorch_baselines.py build
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from deepobs.analyzer.aggregate import aggregate  # noqa: E402
+from deepobs.analyzer.baselines import baseline_folder, compact_problem  # noqa: E402
+from deepobs.analyzer.loading import load_results, schedule_label  # noqa: E402
+from deepobs.safe_names import join_under  # noqa: E402
+
+SET = REPO / "baselines" / "deepobs-pytorch"
+SWEEPS = SET / "sweeps"
+RESULTS = REPO / "results_baselines"
+
+# ------------------------------------------------------------------ the protocol
+#: Problems a CPU can afford (mnist_mlp: see docs/baselines.md for its measured cost).
+PROBLEMS = ["quadratic_deep", "two_d_rosenbrock", "two_d_beale", "two_d_branin", "mnist_logreg", "fmnist_logreg"]
+#: DeepOBS's learning-rate grid: 36 log-spaced points from 1e-5 to 1e2 (10^(-5 + i/5)).
+LR_GRID = {"log_grid": [1.0e-5, 1.0e2, 36]}
+#: ``--optimizer`` name -> hyperparameters searched (all others: the authors' defaults).
+#: Learning-rate-free methods (Prodigy) run at their defaults.
+OPTIMIZERS = {
+    "sgd": {"lr": LR_GRID},
+    "momentum": {"lr": LR_GRID},
+    "nesterov": {"lr": LR_GRID},
+    "adam": {"lr": LR_GRID},
+    "adamw": {"lr": LR_GRID},
+    "nadam": {"lr": LR_GRID},
+    "radam": {"lr": LR_GRID},
+    "adafactor": {"lr": LR_GRID},
+    "lion": {"lr": LR_GRID},
+    "lamb": {"lr": LR_GRID},
+    "muon": {"lr": LR_GRID},                 # hidden matrices; the rest to AdamW (the runner's default)
+    "soap": {"lr": LR_GRID},
+    "schedulefree.AdamWScheduleFree": {"lr": LR_GRID},
+    "prodigy": {},
+}
+#: Schedules: a constant learning rate, and linear warmup over 5 % of the run + cosine decay to 0.
+SCHEDULES = {"constant": None, "warmup_cosine": 0.05}
+TUNING_SEED = 42          # rerun_best: seeds 43-51
+WORKERS = 2
+
+#: The published tuned learning rates of the cross-check (DeepOBS 1.1, quadratic_deep).
+CROSSCHECK = {"sgd": "SGD", "momentum": "Momentum", "adam": "Adam"}
+
+
+def num_epochs(problem: str) -> int:
+    from deepobs.registry import get_problem_class
+
+    return get_problem_class(problem).default_num_epochs
+
+
+def not_applicable(problem: str, optimizer: str) -> str:
+    """Why ``optimizer`` cannot run on ``problem`` ('' when it can): a matrix optimizer
+    on a model without a hidden weight matrix (Muon on a linear model or a vector)."""
+    from deepobs.registry import get_problem_class
+    from deepobs.runners.optimizer_setup import matrix_kind, split_matrix_parameters
+    from deepobs.runners.optimizers import resolve_optimizer
+
+    kind = matrix_kind(resolve_optimizer(optimizer).build)
+    if kind is None:
+        return ""
+    model = get_problem_class(problem)()._build_net()  # the model alone: no data needed
+    matrices, _ = split_matrix_parameters(model, flatten=(kind == "groups"))
+    return "" if matrices else "the model has no hidden weight matrix (Muon trains only those)"
+
+
+def sweep_document(problem: str, schedule: str) -> dict:
+    """The sweep file of one piece: every applicable optimizer on one problem, one schedule."""
+    optimizers = {name: json.loads(json.dumps(space)) for name, space in OPTIMIZERS.items()  # no YAML aliases
+                  if not not_applicable(problem, name)}
+    document = {
+        "name": f"{problem}__{schedule}",
+        "output_dir": str(RESULTS.relative_to(REPO) / "deepobs-pytorch"),
+        "problems": [problem],
+        "optimizers": optimizers,
+        "search": "grid",
+        "seeds": TUNING_SEED,
+        "rerun_best": True,
+        "mode": "final",
+        "device": "cpu",
+        "workers": WORKERS,
+    }
+    if SCHEDULES[schedule] is not None:
+        document["lr_schedule"] = {"name": schedule,
+                                   "warmup_epochs": round(SCHEDULES[schedule] * num_epochs(problem), 6)}
+    return document
+
+
+def sweep_path(problem: str, schedule: str) -> Path:
+    return SWEEPS / f"{problem}__{schedule}.yaml"
+
+
+def write_sweeps() -> list:
+    SWEEPS.mkdir(parents=True, exist_ok=True)
+    written = []
+    for problem in PROBLEMS:
+        for schedule in SCHEDULES:
+            path = sweep_path(problem, schedule)
+            header = (f"# deepobs-pytorch baseline sweep: {problem}, {schedule} learning rate.\n"
+                      "# Written by scripts/pytorch_baselines.py sweeps (the protocol is there and in "
+                      "docs/baselines.md).\n# Run from the repository root: deepobs-tune " +
+                      str(path.relative_to(REPO)) + "\n")
+            skipped = {name: not_applicable(problem, name) for name in OPTIMIZERS}
+            header += "".join(f"# not run: {name}: {why}\n" for name, why in skipped.items() if why)
+            path.write_text(header + yaml.safe_dump(sweep_document(problem, schedule), sort_keys=False))
+            written.append(path)
+    return written
+
+
+# ------------------------------------------------------------------ running
+def run(only: str) -> None:
+    pattern = re.compile(only or ".")
+    for path in sorted(SWEEPS.glob("*.yaml")):
+        if not pattern.search(path.stem):
+            continue
+        started = time.perf_counter()
+        print(f"== {path.relative_to(REPO)}", flush=True)
+        done = subprocess.run([sys.executable, "-m", "deepobs.tuner.cli", str(path), "--yes"], cwd=REPO)
+        print(f"== {path.stem}: exit {done.returncode} after {time.perf_counter() - started:.0f} s", flush=True)
+
+
+def crosscheck(seeds=range(42, 52)) -> None:
+    from deepobs.runners.run_config import RunConfig
+    from deepobs.runners.runner import StandardRunner
+    from deepobs.runners.optimizers import resolve_optimizer
+
+    published = json.loads((baseline_folder("deepobs-1.1") / "quadratic_deep.compact.json").read_text())
+    for key, name in CROSSCHECK.items():
+        entry = published["optimizers"][name]
+        tuned = next(s for s in entry["settings"] if entry["setting_prefix"] + s["setting"] == entry["tuned_setting"])
+        lr = {**entry["hyperparams"], **tuned["hyperparams"]}["lr"]
+        for seed in seeds:
+            config = RunConfig("quadratic_deep", key, {"lr": lr}, random_seed=seed, protocol="1.1", device="cpu",
+                               quiet=True, skip_if_exists=True, output_dir=str(RESULTS / "crosscheck"))
+            StandardRunner.for_optimizer(resolve_optimizer(key)).run(config)
+        print(f"crosscheck {name}: lr {lr:g}, seeds {seeds.start}-{seeds.stop - 1}", flush=True)
+
+
+# ------------------------------------------------------------------ building
+def provenance(folder: Path) -> dict:
+    """Per (problem, optimizer label): the versions, commits, machines and CPU seconds of its runs."""
+    found = defaultdict(lambda: defaultdict(set))
+    seconds = defaultdict(float)
+    for path in folder.rglob("random_seed__*.json"):
+        data = json.loads(path.read_text())
+        label = schedule_label(data["optimizer_name"], data.get("training_params") or {})
+        cell = found[(data["testproblem"], label)]
+        cell["deepobs"].add(data.get("deepobs_version"))
+        cell["torch"].add(data.get("torch_version"))
+        package = data.get("optimizer_package") or {}
+        cell["optimizer_package"].add(f"{package.get('name')} {package.get('version')}")
+        cell["git_commit"].add(data.get("git_commit"))
+        cell["machine"].add(json.dumps(data.get("machine"), sort_keys=True))
+        seconds[(data["testproblem"], label)] += float(data.get("wall_time") or 0.0)
+    return {key: {**{k: sorted(map(str, v)) for k, v in cell.items()}, "wall_seconds": round(seconds[key], 1)}
+            for key, cell in found.items()}
+
+
+def build_folder(results: Path, out: Path) -> list:
+    """Compact files of every problem under ``results`` into ``out``; returns the paths."""
+    thresholds = json.loads((baseline_folder("deepobs-1.1") / "convergence_performance.json").read_text())
+    settings = aggregate(load_results(results, source="deepobs-pytorch", strict=True))
+    origins = provenance(results)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for problem, group in settings.groupby("problem", sort=True):
+        compact = compact_problem(group, thresholds)
+        for optimizer, entry in compact["optimizers"].items():
+            entry["provenance"] = origins.get((problem, optimizer), {})
+        path = join_under(out, f"{problem}.compact.json")
+        path.write_text(json.dumps(compact, separators=(",", ":")) + "\n")
+        written.append(path)
+    (out / "convergence_performance.json").write_text(
+        (baseline_folder("deepobs-1.1") / "convergence_performance.json").read_text())
+    return written
+
+
+def cells(folder: Path) -> list:
+    """(problem, optimizer label, seeds of the tuned setting) of every shipped cell."""
+    rows = []
+    for path in sorted(folder.glob("*.compact.json")):
+        data = json.loads(path.read_text())
+        for optimizer, entry in sorted(data["optimizers"].items()):
+            tuned = next(s for s in entry["settings"]
+                         if entry["setting_prefix"] + s["setting"] == entry["tuned_setting"])
+            rows.append((data["problem"], optimizer, len(tuned["seeds"]) + len(tuned["diverged_seeds"]),
+                         entry.get("provenance", {}).get("wall_seconds")))
+    return rows
+
+
+def build() -> None:
+    written = build_folder(RESULTS / "deepobs-pytorch", SET)
+    if (RESULTS / "crosscheck").is_dir():
+        written += build_folder(RESULTS / "crosscheck", SET / "crosscheck")
+    total = sum(p.stat().st_size for p in written)
+    print(f"wrote {len(written)} compact files, {total / 1024:.0f} KiB")
+    for problem, optimizer, seeds, seconds in cells(SET):
+        print(f"{problem:18s} {optimizer:36s} {seeds:3d} seeds  {seconds or 0:8.0f} s")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=["sweeps", "run", "crosscheck", "build"])
+    parser.add_argument("--only", help="run: only the sweep files whose name matches this regular expression")
+    args = parser.parse_args(argv)
+    if args.command == "sweeps":
+        for path in write_sweeps():
+            print(f"wrote {path.relative_to(REPO)}")
+    elif args.command == "run":
+        run(args.only)
+    elif args.command == "crosscheck":
+        crosscheck()
+    else:
+        build()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
