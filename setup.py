@@ -23,7 +23,8 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["deepobs", "deepobs.*"]),
     # The shipped baselines (deepobs/analyzer/data links to baselines/).
-    package_data={"deepobs.analyzer": ["data/*/*.json", "data/*/LICENSE", "data/*/README.md"]},
+    package_data={"deepobs.analyzer": ["data/*/*.json", "data/*/LICENSE", "data/*/README.md",
+                                      "data/*/crosscheck/*.json", "data/*/sweeps/*.yaml"]},
     install_requires=REQUIREMENTS,
     extras_require={
         # Sweeps: Bayesian search and SLURM.

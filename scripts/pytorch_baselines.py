@@ -13,7 +13,8 @@ the learning-rate grid, the schedules and the seeds. From it this script
   DeepOBS's published tuned learning rates, seeds 42-51 (the check that PyTorch
   reproduces the TensorFlow numbers);
 * ``build``: turns the results into the compact shipped files, with the versions,
-  commits and machines of the runs, and the list of cells present.
+  commits and machines of the runs, and the list of cells present (README.md);
+* ``figures``: the figures and tables of docs/baselines.md, made by the analyzer.
 
 Example (from the repository root)::
 
@@ -21,6 +22,7 @@ Example (from the repository root)::
     python scripts/pytorch_baselines.py run --only quadratic_deep
     python scripts/pytorch_baselines.py crosscheck
     python scripts/pytorch_baselines.py build
+    python scripts/pytorch_baselines.py figures
 """
 
 from __future__ import annotations
@@ -225,19 +227,126 @@ def cells(folder: Path) -> list:
     return rows
 
 
+def missing_cells(present: list) -> list:
+    """(problem, optimizer label, why) of every protocol cell not shipped."""
+    from deepobs.runners.optimizers import resolve_optimizer
+
+    have = {(problem, label) for problem, label, _, _ in present}
+    missing = []
+    for problem in PROBLEMS:
+        for name in OPTIMIZERS:
+            for schedule in SCHEDULES:
+                label = resolve_optimizer(name).name + ("" if schedule == "constant" else f"+{schedule}")
+                if (problem, label) not in have:
+                    why = not_applicable(problem, name) or "not run yet"
+                    missing.append((problem, label, why))
+    return missing
+
+
+def write_readme(present: list) -> Path:
+    """The set's README: origin, licence, protocol, regeneration, and the cells table."""
+    lines = [README_HEAD.strip(), "", "## Cells", "",
+             "Shipped: each row is one cell, its chosen setting rerun with 10 seeds; the CPU time is the "
+             "sum of the wall times of all its runs (tuning grid and reruns), one thread per run.", "",
+             "| problem | optimizer | seeds | CPU time (s) |", "|---|---|---|---|"]
+    lines += [f"| {problem} | {label} | {seeds} | {seconds or 0:.0f} |" for problem, label, seeds, seconds in present]
+    missing = missing_cells(present)
+    if missing:
+        lines += ["", "Not shipped:", "", "| problem | optimizer | why |", "|---|---|---|"]
+        lines += [f"| {problem} | {label} | {why} |" for problem, label, why in missing]
+    path = SET / "README.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+README_HEAD = """
+# deepobs-pytorch baselines (compact form)
+
+Today's optimizers tuned by one protocol on the problems a CPU can afford, run with this
+project's PyTorch code. `deepobs-plot RESULTS --baselines deepobs-pytorch` (or
+`--baselines deepobs-1.1 deepobs-pytorch` for both sets) compares your runs with them.
+The protocol and the tables are in the documentation (docs/baselines.md).
+
+## Origin
+* Produced by this repository: `python scripts/pytorch_baselines.py run` runs the sweep
+  files in `sweeps/` with `deepobs-tune` (one file per problem and schedule; a finished run
+  is skipped, so an interrupted piece resumes), then `python scripts/pytorch_baselines.py
+  build` writes these files. Every optimizer entry records under `provenance` the deepobs,
+  torch and optimizer-package versions, the git commits and the machines of its runs.
+* `crosscheck/quadratic_deep.compact.json`: SGD, Momentum and Adam on quadratic_deep with
+  protocol 1.1 at DeepOBS's published tuned learning rates, seeds 42-51
+  (`python scripts/pytorch_baselines.py crosscheck`): PyTorch against the TensorFlow numbers.
+
+## Protocol
+Learning-rate grid of DeepOBS (36 points 10^(-5 + i/5), 1e-5 to 1e2); learning-rate-free
+methods (Prodigy) at their defaults; every other hyperparameter at its authors' default;
+tuning seed 42; the setting with the best final validation loss (validation accuracy where
+the problem has one; protocol 1.2) rerun with seeds 43-51; each optimizer with a constant
+learning rate and with `warmup_cosine` (linear warmup over 5 % of the epochs, cosine decay
+to 0), labelled `NAME+warmup_cosine`.
+
+## License
+MIT (the license of deepobs): see `LICENSE` in this folder.
+
+## Format
+As `baselines/deepobs-1.1` (see its README), plus per optimizer `training_params` (the
+schedule) and `provenance`.
+"""
+
+
 def build() -> None:
     written = build_folder(RESULTS / "deepobs-pytorch", SET)
     if (RESULTS / "crosscheck").is_dir():
         written += build_folder(RESULTS / "crosscheck", SET / "crosscheck")
     total = sum(p.stat().st_size for p in written)
-    print(f"wrote {len(written)} compact files, {total / 1024:.0f} KiB")
-    for problem, optimizer, seeds, seconds in cells(SET):
+    present = cells(SET)
+    write_readme(present)
+    print(f"wrote {len(written)} compact files, {total / 1024:.0f} KiB, and README.md")
+    for problem, optimizer, seeds, seconds in present:
         print(f"{problem:18s} {optimizer:36s} {seeds:3d} seeds  {seconds or 0:8.0f} s")
+
+
+def figures() -> None:
+    """The figures and tables of docs/baselines.md, made by deepobs-plot from the sweep
+    results: per schedule, one report of those runs against the deepobs-1.1 baselines."""
+    import shutil
+    import tempfile
+    import warnings
+
+    from deepobs.analyzer.report import build_report
+
+    source = RESULTS / "deepobs-pytorch"
+    out = REPO / "docs" / "figures"
+    out.mkdir(parents=True, exist_ok=True)
+    for schedule in SCHEDULES:
+        with tempfile.TemporaryDirectory() as tmp:
+            tree = Path(tmp) / "results"
+            for path in source.rglob("random_seed__*.json"):
+                data = json.loads(path.read_text())
+                if (data.get("training_params") or {}).get("lr_schedule", "constant") != schedule:
+                    continue
+                target = tree / path.relative_to(source)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.symlink_to(path)
+            if not tree.is_dir():
+                continue
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                report = build_report(tree, Path(tmp) / "report", baselines="deepobs-1.1", formats=("png",),
+                                      title=f"deepobs-pytorch baselines, {schedule} learning rate")
+            for figure in report.figures:
+                if figure.name.startswith("performance_"):
+                    problem = figure.stem[len("performance_"):]
+                    shutil.copyfile(figure, out / f"baselines_{problem}_{schedule}.png")
+                    print(f"wrote docs/figures/baselines_{problem}_{schedule}.png")
+            table = (report.html_path.parent / "results.md").read_text()
+            (out / f"baselines_{schedule}.md").write_text(table)
+            print(f"wrote docs/figures/baselines_{schedule}.md")
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["sweeps", "run", "crosscheck", "build"])
+    parser.add_argument("command", choices=["sweeps", "run", "crosscheck", "build", "figures"])
     parser.add_argument("--only", help="run: only the sweep files whose name matches this regular expression")
     args = parser.parse_args(argv)
     if args.command == "sweeps":
@@ -247,8 +356,10 @@ def main(argv=None) -> int:
         run(args.only)
     elif args.command == "crosscheck":
         crosscheck()
-    else:
+    elif args.command == "build":
         build()
+    else:
+        figures()
     return 0
 
 

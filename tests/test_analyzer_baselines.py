@@ -102,7 +102,7 @@ def test_baselines_by_path_read_a_results_tree(tmp_path):
 
 
 def test_unknown_baselines_are_a_clear_error():
-    with pytest.raises(ConfigurationError, match="not a shipped set \\(deepobs-1.1\\) nor an existing path"):
+    with pytest.raises(ConfigurationError, match="not a shipped set \\(deepobs-1.1, deepobs-pytorch\\) nor an existing path"):
         load_baselines("deepobs-9")
 
 

@@ -130,3 +130,12 @@ def test_the_same_value_written_with_other_precision_is_one_setting(tmp_path):
     assert len({path.parent for path in tmp_path.rglob("*.json")}) == 2  # two folders
     runs = load_quietly(tmp_path)
     assert runs["setting"].nunique() == 1 and sorted(runs["seed"]) == [42, 43]
+
+
+def test_optimizers_are_grouped_and_labelled_by_their_schedule():
+    from deepobs.analyzer.loading import schedule_label
+
+    assert schedule_label("Adam", {}) == "Adam"
+    assert schedule_label("Adam", {"lr_schedule": "constant"}) == "Adam"
+    assert schedule_label("SGD", {"lr_schedule": "step", "lr_sched_epochs": [5]}) == "SGD"
+    assert schedule_label("Adam", {"lr_schedule": "warmup_cosine", "warmup_epochs": 5}) == "Adam+warmup_cosine"

@@ -241,3 +241,21 @@ def test_too_many_local_workers_need_yes_and_huge_grids_are_refused(tmp_path, ca
     with pytest.raises(ConfigurationError, match=r"budget must be at most 1,000,000"):
         load_sweep("problems: [quadratic_deep]\noptimizers: {sgd: {lr: {log_uniform: [0.001, 1]}}}\n"
                    "search: random\nbudget: 1000000000\n")
+
+
+def test_a_sweep_runs_every_optimizer_under_its_lr_schedule(tmp_path):
+    sweep = load_sweep("problems: [quadratic_deep]\noptimizers: {sgd: {lr: [0.1]}}\n"
+                       "lr_schedule: {name: warmup_cosine, warmup_epochs: 0.5}\nnum_epochs: 2\n")
+    assert sweep.run_options["lr_schedule"] == "warmup_cosine"
+    assert sweep.run_options["schedule_params"] == {"warmup_epochs": 0.5}
+    spec = sweep.tuning_runs()[0]
+    assert spec.lr_schedule == "warmup_cosine" and "--lr_schedule" in spec.to_argv()
+    assert load_sweep("problems: [quadratic_deep]\noptimizers: {sgd: {lr: [0.1]}}\nlr_schedule: cosine\n"
+                      ).run_options == {"lr_schedule": "cosine", "protocol": "1.2"}
+    for text, expected in (("lr_schedule: cosin", r"^sweep:3: lr_schedule: must be one of constant, step"),
+                           ("lr_schedule: {name: cosine, warmup_epochs: 1}",
+                            r"^sweep:3: lr_schedule: lr schedule 'cosine' takes no parameter warmup_epochs"),
+                           ("lr_schedule: {name: wsd, decay_fraction: lots}",
+                            r"decay_fraction of lr schedule 'wsd' must be a number")):
+        with pytest.raises(ConfigurationError, match=expected):
+            load_sweep("problems: [quadratic_deep]\noptimizers: {sgd: {lr: [0.1]}}\n" + text + "\n")

@@ -1,0 +1,115 @@
+"""The shipped deepobs-pytorch baselines: PyTorch reproduces DeepOBS's TensorFlow numbers on
+quadratic_deep (the cross-check), every shipped cell holds 10 seeds of its chosen setting and
+says where it came from, the sweep files are the protocol, and deepobs-plot draws this set
+next to DeepOBS 1.1's."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from deepobs.analyzer.baselines import baseline_folder, load_baselines
+from deepobs.analyzer.report import build_report
+from deepobs.tuner.sweep import load_sweep
+
+REPO = Path(__file__).resolve().parents[1]
+PYTORCH = baseline_folder("deepobs-pytorch")
+PUBLISHED = baseline_folder("deepobs-1.1")
+
+
+def _protocol():
+    """scripts/pytorch_baselines.py, where the protocol is written down."""
+    spec = importlib.util.spec_from_file_location("pytorch_baselines", REPO / "scripts" / "pytorch_baselines.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _tuned(entry: dict) -> dict:
+    return next(s for s in entry["settings"] if entry["setting_prefix"] + s["setting"] == entry["tuned_setting"])
+
+
+def _finals(entry: dict, metric: str = "test_losses") -> np.ndarray:
+    return np.array(_tuned(entry)["finals"][metric], dtype=float)
+
+
+def test_pytorch_ends_inside_the_published_bands_on_quadratic_deep():
+    """SGD, Momentum and Adam at DeepOBS's published tuned learning rates, protocol 1.1,
+    seeds 42-51: the PyTorch mean final test loss lies inside the published mean ± std
+    band and every seed inside mean ± 3 std."""
+    published = json.loads((PUBLISHED / "quadratic_deep.compact.json").read_text())
+    ours = json.loads((PYTORCH / "crosscheck" / "quadratic_deep.compact.json").read_text())
+    assert ours["protocol"] == "1.1" and ours["num_epochs"] == published["num_epochs"] == 100
+    for name in ("SGD", "Momentum", "Adam"):
+        theirs_entry, our_entry = published["optimizers"][name], ours["optimizers"][name]
+        lr = {**theirs_entry["hyperparams"], **_tuned(theirs_entry)["hyperparams"]}["lr"]
+        assert {**our_entry["hyperparams"], **_tuned(our_entry)["hyperparams"]}["lr"] == pytest.approx(lr, rel=1e-9)
+        theirs, mine = _finals(theirs_entry), _finals(our_entry)
+        assert len(mine) == 10 and not _tuned(our_entry)["diverged_seeds"]
+        mean, std = theirs.mean(), theirs.std()
+        assert abs(mine.mean() - mean) <= std, (name, mine.mean(), mean, std)
+        assert np.all(np.abs(mine - mean) <= 3 * std), (name, mine, mean, std)
+
+
+def test_every_shipped_cell_has_ten_seeds_of_its_chosen_setting_and_its_origin():
+    protocol = _protocol()
+    expected_labels = {f"{resolve}{'' if s == 'constant' else '+' + s}"
+                       for resolve in _names(protocol) for s in protocol.SCHEDULES}
+    files = sorted(PYTORCH.glob("*.compact.json"))
+    assert files, "no shipped cells"
+    readme = (PYTORCH / "README.md").read_text()
+    for path in files:
+        data = json.loads(path.read_text())
+        assert data["protocol"] == "1.2" and data["problem"] in protocol.PROBLEMS
+        for label, entry in data["optimizers"].items():
+            assert label in expected_labels, label
+            tuned = _tuned(entry)
+            assert sorted(tuned["seeds"] + tuned["diverged_seeds"]) == list(range(42, 52)), (path.name, label)
+            origin = entry["provenance"]
+            for key in ("deepobs", "torch", "optimizer_package", "git_commit", "machine"):
+                assert origin[key] and all(value not in ("None", "None None") for value in origin[key]), (label, key)
+            assert f"| {data['problem']} | {label} |" in readme, (data["problem"], label)
+    assert len(load_baselines("deepobs-pytorch")) >= len(files)
+
+
+def _names(protocol) -> list:
+    from deepobs.runners.optimizers import resolve_optimizer
+
+    return [resolve_optimizer(name).name for name in protocol.OPTIMIZERS]
+
+
+def test_the_sweep_files_are_the_protocol():
+    protocol = _protocol()
+    for problem in protocol.PROBLEMS:
+        for schedule in protocol.SCHEDULES:
+            path = protocol.sweep_path(problem, schedule)
+            assert yaml.safe_load(path.read_text()) == protocol.sweep_document(problem, schedule), path.name
+            sweep = load_sweep(path)
+            grid = [s for s in sweep.searches.values() if s.planned_settings() == 36]
+            assert len(grid) == len(sweep.searches) - 1  # all but the learning-rate-free Prodigy
+            assert sweep.seeds == (42,) and sweep.rerun_seeds == tuple(range(43, 52))
+            if schedule == "warmup_cosine":
+                assert sweep.run_options["schedule_params"]["warmup_epochs"] == pytest.approx(
+                    0.05 * protocol.num_epochs(problem))
+
+
+def test_deepobs_plot_draws_both_baseline_sets(tmp_path):
+    from deepobs.runners.optimizers import resolve_optimizer
+    from deepobs.runners.run_config import RunConfig
+    from deepobs.runners.runner import StandardRunner
+
+    StandardRunner.for_optimizer(resolve_optimizer("sgd")).run(RunConfig("quadratic_deep", "sgd", {"lr": 0.01}, num_epochs=2, device="cpu",
+                                       quiet=True, output_dir=str(tmp_path / "results")))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        report = build_report(tmp_path / "results", tmp_path / "report", formats=("png",),
+                              baselines=["deepobs-1.1", "deepobs-pytorch"])
+    table = (tmp_path / "report" / "results.csv").read_text()
+    assert "(deepobs-1.1)" in table and "(deepobs-pytorch)" in table
+    assert "deepobs-1.1, deepobs-pytorch" in report.html_path.read_text()
