@@ -203,7 +203,7 @@ def _summary(done: list, source_filter) -> tuple:
 def write_page(done: list, path: Path, no_logs: bool, seconds: float) -> None:
     """docs/optimizers.md: counts, then one table per source."""
     versions = {"torch": torch.__version__}
-    for package in ("pytorch_optimizer", "schedulefree"):
+    for package in ("pytorch_optimizer", "schedulefree", "einops"):
         try:
             from importlib.metadata import version
             versions[package] = version(package.replace("_", "-"))

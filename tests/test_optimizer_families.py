@@ -311,11 +311,14 @@ def test_command_line_runs_without_lr_and_with_a_base_optimizer(capsys):
 def test_missing_and_broken_optimizers_are_one_line_errors(capsys, tmp_path, monkeypatch):
     (tmp_path / "myopt.py").write_text(
         "import torch\n\nclass NeedsGamma(torch.optim.SGD):\n"
-        "    def __init__(self, params, gamma, lr=0.1):\n        super().__init__(params, lr=lr)\n")
+        "    def __init__(self, params, gamma, lr=0.1):\n        super().__init__(params, lr=lr)\n\n"
+        "class NoLr(torch.optim.SGD):\n"
+        "    def __init__(self, params, lr=None):\n        super().__init__(params, lr=lr)\n")
     (tmp_path / "broken.py").write_text("import no_such_package_xyz\n")
     monkeypatch.chdir(tmp_path)  # a dotted path imports from the current folder, as python does
     for argv, message in (
             (["--optimizer", "myopt.NeedsGamma"], "missing hyperparameter(s) for NeedsGamma: --gamma"),
+            (["--optimizer", "myopt.NoLr"], "(its default lr is None: give one, e.g. --lr 1e-3)"),
             (["--optimizer", "broken.Opt"], "No module named 'no_such_package_xyz'"),
             (["--optimizer", "myopt.Missing"], "has no attribute 'Missing'"),
             (["--optimizer", "torch.optim.SparseAdam"], "SparseAdam does not support dense gradients"),
@@ -356,3 +359,18 @@ def test_optimizers_written_for_torch_distributed_run_in_a_one_process_group():
     lines = out.split("\n")
     # The first builds the group; the second finds it and uses it.
     assert lines[0] == "distributedmuon True True 1" and lines[1] == "demo False True 1", out
+
+
+def test_a_module_written_for_torch_distributed_is_recognised(tmp_path, monkeypatch):
+    """Keller Jordan's ``muon.Muon`` calls ``dist.get_world_size()`` in its step: a module
+    that imports torch.distributed gets a one-process group; torch's own optimizers do not."""
+    from deepobs.runners.optimizer_setup import uses_torch_distributed
+
+    (tmp_path / "ddp_opt.py").write_text(
+        "import torch\nimport torch.distributed as dist\n\nclass WorldSGD(torch.optim.SGD):\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import ddp_opt
+
+    assert uses_torch_distributed(ddp_opt.WorldSGD)
+    assert not uses_torch_distributed(torch.optim.SGD) and not uses_torch_distributed(torch.optim.Muon)
+    assert uses_torch_distributed(pytorch_optimizer.DistributedMuon)

@@ -26,7 +26,7 @@ Families (``PreparedOptimizer.family``; ``record["traits"]`` lists all that appl
   optimizer, everything else to ``fallback`` (default :data:`DEFAULT_FALLBACK`).
 * ``train_eval``: the optimizer has ``train()``/``eval()`` (schedule-free).
 
-A trait, not a family: optimizers written for torch.distributed (:data:`DISTRIBUTED_OPTIMIZERS`)
+A trait, not a family: optimizers written for torch.distributed (:func:`uses_torch_distributed`)
 get a one-process group when the run has none (``"single_process_group"``), so a plain
 ``deepobs-run`` runs them; under torchrun they use its group.
 """
@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import sys
 import warnings
 from typing import Callable, Optional
 
@@ -145,6 +146,17 @@ def _step_parameters(optimizer) -> dict:
         return dict(inspect.signature(optimizer.step).parameters)
     except (TypeError, ValueError):
         return {}
+
+
+def uses_torch_distributed(build: Callable) -> bool:
+    """Written for torch.distributed: a known one (:data:`DISTRIBUTED_OPTIMIZERS`), or its
+    module imports ``torch.distributed`` itself (Keller Jordan's ``muon.Muon``)."""
+    if _class_names(build) & DISTRIBUTED_OPTIMIZERS:
+        return True
+    module = sys.modules.get(getattr(build, "__module__", "") or "")
+    if module is None or module.__name__.startswith(("torch.", "deepobs.")):
+        return False
+    return any(value is torch.distributed for value in vars(module).values())
 
 
 def needs_closure(optimizer) -> bool:
@@ -500,7 +512,7 @@ def prepare_optimizer(spec: OptimizerSpec, model: nn.Module, hyperparams: dict, 
     if fallback is not None and kind is None:
         raise ConfigurationError(f"{spec.name} trains every parameter itself; --fallback_optimizer is for "
                                  "matrix optimizers such as Muon")
-    if _class_names(build) & DISTRIBUTED_OPTIMIZERS and distributed.join_single_process_group():
+    if uses_torch_distributed(build) and distributed.join_single_process_group():
         traits.append("single_process_group")
     extra = _with_hidden_extras(spec, model, context)
     gsam = "GSAM" in _class_names(build)

@@ -319,7 +319,9 @@ def build_optimizer(spec_build: Callable, params, hyperparams: dict, name: Optio
     except (ValueError, TypeError) as error:  # a rejected value, a missing argument
         shown = {k: v for k, v in hyperparams.items() if isinstance(v, (int, float, str, bool, tuple, type(None)))}
         who = f"{name}: " if name else ""
-        raise ConfigurationError(f"{who}bad hyperparameters {shown}: {first_line(error)}") from None
+        unset = [k for k, v in hyperparams.items() if v is None and k in ("lr", "learning_rate")]
+        hint = f" (its default {unset[0]} is None: give one, e.g. --{unset[0]} 1e-3)" if unset else ""
+        raise ConfigurationError(f"{who}bad hyperparameters {shown}: {first_line(error)}{hint}") from None
     except Exception as error:  # a missing package, a missing process group ...
         raise ConfigurationError(f"{name or 'the optimizer'} could not be built: "
                                  f"{type(error).__name__}: {first_line(error)}") from None
