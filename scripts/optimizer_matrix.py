@@ -22,6 +22,7 @@ Example::
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import inspect
 import json
 import os
@@ -47,6 +48,14 @@ MATRIX = ("cifar10_3c3d", 1024)
 #: pytorch_optimizer wrappers that get_supported_optimizers() does not list.
 WRAPPERS = ["SAM", "GSAM", "WSAM", "FriendlySAM", "LookSAM", "Lookahead", "ScheduleFreeWrapper", "TRAC",
             "OrthoGrad"]
+#: Optimizers of other packages, tried by dotted path when their package is installed
+#: (``pip install lion-pytorch prodigyopt dadaptation torch-optimizer muon-optimizer
+#: came-pytorch adam-atan2-pytorch pytorch-ranger timm``); the matrix runs without them.
+OTHER_PACKAGES = ["lion_pytorch.Lion", "prodigyopt.Prodigy", "dadaptation.DAdaptAdam", "dadaptation.DAdaptSGD",
+                  "torch_optimizer.Shampoo", "torch_optimizer.Adahessian", "torch_optimizer.Yogi", "muon.Muon",
+                  "muon.SingleDeviceMuon", "came_pytorch.CAME", "adam_atan2_pytorch.AdamAtan2",
+                  "pytorch_ranger.Ranger", "timm.optim.Lamb", "timm.optim.AdamP", "timm.optim.Adan",
+                  "timm.optim.Muon", "timm.optim.LaProp"]
 #: Preconditioner ("second-order") optimizers that are not Hessian-based, also run on the conv net.
 SECOND_ORDER = {"LBFGS", "Shampoo", "ScalableShampoo", "SOAP", "Kron", "AdaHessian", "SophiaH"}
 
@@ -123,7 +132,13 @@ def entries() -> list:
     if schedulefree is not None:
         for name in sorted(n for n, obj in vars(schedulefree).items() if inspect.isclass(obj)):
             found.append(Entry("schedulefree", f"schedulefree.{name}", *MAIN))
+    for path in OTHER_PACKAGES:
+        if importlib.util.find_spec(path.split(".")[0]) is not None:
+            found.append(Entry("other packages (dotted path)", path, *MAIN))
     for entry in list(found):
+        if entry.source.startswith("other"):
+            entry.family = static_family(entry.argument)
+            continue
         entry.family = static_family(entry.argument)
         names = setup._class_names(resolve_optimizer(entry.argument).build) if entry.family != "-" else set()
         if entry.family in ("matrix", "hessian") or names & SECOND_ORDER:
@@ -138,7 +153,8 @@ def run_entry(entry: Entry, output_dir: str, no_logs: bool, timeout: int) -> Ent
                "--output_dir", output_dir]
     if no_logs:
         command.append("--no_logs")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     started = time.perf_counter()
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env, cwd=output_dir)
@@ -233,16 +249,19 @@ def write_page(done: list, path: Path, no_logs: bool, seconds: float) -> None:
     for label, test in (("torch.optim", lambda e: e.source == "torch.optim"),
                         ("pytorch_optimizer (`get_supported_optimizers()`)", lambda e: e.source == "pytorch_optimizer"),
                         ("pytorch_optimizer wrappers", lambda e: e.source == "pytorch_optimizer wrapper"),
-                        ("schedulefree", lambda e: e.source == "schedulefree")):
+                        ("schedulefree", lambda e: e.source == "schedulefree"),
+                        ("other packages, by dotted path", lambda e: e.source.startswith("other"))):
         ran, total = _summary(done, test)
-        lines.append(f"| {label} on {MAIN[0]} | {ran} | {total} |")
+        if total:
+            lines.append(f"| {label} on {MAIN[0]} | {ran} | {total} |")
     matrix = [e for e in done if e.problem == MATRIX[0]]
     lines.append(f"| matrix and second-order families on {MATRIX[0]} | "
                  f"{sum(e.result.startswith('runs') for e in matrix)} | {len(matrix)} |")
     not_run = sum(e.result == "not run" for e in done)
     lines += ["", f"Tracebacks: {tracebacks}. Time: {seconds / 60:.0f} minutes"
               + (f". Not run in this measurement (time): {not_run}." if not_run else "."), ""]
-    for source in ("torch.optim", "pytorch_optimizer", "pytorch_optimizer wrapper", "schedulefree"):
+    for source in ("torch.optim", "pytorch_optimizer", "pytorch_optimizer wrapper", "schedulefree",
+                   "other packages (dotted path)"):
         rows = [e for e in done if e.source == source]
         if not rows:
             continue

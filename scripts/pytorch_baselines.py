@@ -334,13 +334,16 @@ def figures() -> None:
                 warnings.simplefilter("ignore")
                 report = build_report(tree, Path(tmp) / "report", baselines="deepobs-1.1", formats=("png",),
                                       title=f"deepobs-pytorch baselines, {schedule} learning rate")
-            for figure in report.figures:
-                if figure.name.startswith("performance_"):
+            # The page includes baselines_<schedule>.md: the table, then every problem's figure.
+            page = [(report.html_path.parent / "results.md").read_text().strip(), ""]
+            for figure in sorted(report.figures):
+                if figure.name.startswith("performance_") and figure.stem != "performance_profiles":
                     problem = figure.stem[len("performance_"):]
-                    shutil.copyfile(figure, out / f"baselines_{problem}_{schedule}.png")
-                    print(f"wrote docs/figures/baselines_{problem}_{schedule}.png")
-            table = (report.html_path.parent / "results.md").read_text()
-            (out / f"baselines_{schedule}.md").write_text(table)
+                    name = f"baselines_{problem}_{schedule}.png"
+                    shutil.copyfile(figure, out / name)
+                    page += [f"![{problem}, {schedule} learning rate](figures/{name})", ""]
+                    print(f"wrote docs/figures/{name}")
+            (out / f"baselines_{schedule}.md").write_text("\n".join(page))
             print(f"wrote docs/figures/baselines_{schedule}.md")
 
 
