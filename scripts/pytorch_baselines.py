@@ -75,7 +75,8 @@ OPTIMIZERS = {
 }
 #: Schedules: a constant learning rate, and linear warmup over 5 % of the run + cosine decay to 0.
 SCHEDULES = {"constant": None, "warmup_cosine": 0.05}
-TUNING_SEED = 42          # rerun_best: seeds 43-51
+TUNING_SEED = 42
+RERUN_SEEDS = range(43, 52)  # rerun_best: true
 WORKERS = 2
 
 #: The published tuned learning rates of the cross-check (DeepOBS 1.1, quadratic_deep).
@@ -202,7 +203,12 @@ def build_folder(results: Path, out: Path) -> list:
     origins = provenance(results)
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for problem, group in settings.groupby("problem", sort=True):
+    # Only finished cells: the chosen setting rerun with all 10 seeds (a piece still running
+    # has cells with one seed per setting so far).
+    finished = settings.groupby(["problem", "optimizer"])["n_runs"].transform("max") >= 1 + len(RERUN_SEEDS)
+    for (problem, optimizer), group in settings[~finished].groupby(["problem", "optimizer"]):
+        print(f"not finished, not shipped: {problem} {optimizer} ({len(group)} settings so far)")
+    for problem, group in settings[finished].groupby("problem", sort=True):
         compact = compact_problem(group, thresholds)
         for optimizer, entry in compact["optimizers"].items():
             entry["provenance"] = origins.get((problem, optimizer), {})
@@ -318,12 +324,18 @@ def figures() -> None:
     source = RESULTS / "deepobs-pytorch"
     out = REPO / "docs" / "figures"
     out.mkdir(parents=True, exist_ok=True)
+    shipped = {(problem, label) for problem, label, _, _ in cells(SET)}  # finished cells only
+    for old in out.glob("baselines_*"):
+        old.unlink()
     for schedule in SCHEDULES:
         with tempfile.TemporaryDirectory() as tmp:
             tree = Path(tmp) / "results"
             for path in source.rglob("random_seed__*.json"):
                 data = json.loads(path.read_text())
                 if (data.get("training_params") or {}).get("lr_schedule", "constant") != schedule:
+                    continue
+                label = schedule_label(data["optimizer_name"], data.get("training_params") or {})
+                if (data["testproblem"], label) not in shipped:
                     continue
                 target = tree / path.relative_to(source)
                 target.parent.mkdir(parents=True, exist_ok=True)

@@ -149,14 +149,25 @@ def _finite(arrays) -> np.ndarray:
     return data[np.isfinite(data)]
 
 
+#: A loss axis turns logarithmic when the user's curves reach this many times its smallest value.
+LOG_SPAN = 100
+
+
 def _set_ylim(ax, ours: list, baselines: list, metric: str) -> None:
     """Fit the user's values entirely and the baselines' bulk (cut at their 80th/20th
     percentile, as DeepOBS cuts the untrained spike), with a margin, inside the metric's
-    domain."""
+    domain; a positive loss spanning more than :data:`LOG_SPAN` gets a log axis."""
     mine, theirs = _finite(ours), _finite(baselines)
     if mine.size + theirs.size == 0:
         return
     every = np.concatenate([mine, theirs])
+    if not is_accuracy(metric) and every.min() > 0 and mine.size and mine.max() > LOG_SPAN * every.min():
+        # A loss spanning more than two decades (a spike of a selected setting): on a linear
+        # axis every other curve would lie flat on its floor; a log axis shows them all.
+        ax.set_yscale("log")
+        high = max([mine.max()] + ([np.percentile(theirs, 80)] if theirs.size else []))
+        ax.set_ylim(every.min() / 1.2, high * 1.2)
+        return
     if is_accuracy(metric):
         high = every.max()
         low = min(([mine.min()] if mine.size else []) + ([np.percentile(theirs, 20)] if theirs.size else []))
@@ -203,14 +214,25 @@ def fit_legend(fig: Figure, handles: list, labels: list, max_columns: int = 4, f
     # Start from the columns the text's width allows (each measure is a layout pass).
     longest = max((len(label) for label in labels), default=1) + 6
     start = max(1, min(max_columns, len(labels), _characters(fig, fontsize) // longest))
-    for columns in range(start, 0, -1):
+    def place(columns):
+        nonlocal legend
         if legend is not None:
             legend.remove()
         legend = fig.legend(handles, labels, loc="outside lower center", ncol=columns, fontsize=fontsize,
                             title=title, title_fontsize=fontsize + 1)
         if title:
             legend.get_title().set_color(WARNING_COLOR)
-        if legends_fit(fig):
+        return legends_fit(fig)
+
+    if any(place(columns) for columns in range(start, 0, -1)):
+        return legend
+    # Too many entries for the figure (several baseline sets): make the figure taller by
+    # the legend's height, so that the legend sits below the axes, not over them.
+    for _ in range(3):
+        renderer = fig.canvas.get_renderer()
+        grow = legend.get_window_extent(renderer).height / fig.dpi + 0.3
+        fig.set_figheight(fig.get_figheight() + grow)
+        if place(start):
             break
     return legend
 
@@ -221,7 +243,8 @@ def _characters(fig: Figure, fontsize: float) -> int:
 
 
 def legends_fit(fig: Figure, redraw: bool = True) -> bool:
-    """Whether every legend of ``fig`` (figure and axes legends) lies inside the figure.
+    """Whether every legend of ``fig`` (figure and axes legends) lies inside the figure, and
+    no figure legend reaches into the axes.
     ``redraw=False`` measures the last drawn layout (e.g. right after ``savefig``)."""
     if not isinstance(fig.canvas, FigureCanvasAgg):
         FigureCanvasAgg(fig)
@@ -234,6 +257,11 @@ def legends_fit(fig: Figure, redraw: bool = True) -> bool:
     for legend in legends:
         box = legend.get_window_extent(renderer)
         if box.x0 < frame.x0 - 1 or box.x1 > frame.x1 + 1 or box.y0 < frame.y0 - 1 or box.y1 > frame.y1 + 1:
+            return False
+    # A legend below the axes must not reach into them (it would hide curves).
+    axes = [ax for ax in fig.get_axes() if ax.get_visible()]
+    for legend in fig.legends:
+        if axes and legend.get_window_extent(renderer).y1 > min(ax.get_window_extent(renderer).y0 for ax in axes) + 1:
             return False
     return True
 
