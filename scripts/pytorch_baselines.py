@@ -353,7 +353,7 @@ def figures() -> None:
                     problem = figure.stem[len("performance_"):]
                     name = f"baselines_{problem}_{schedule}.png"
                     shutil.copyfile(figure, out / name)
-                    page += [f"![{problem}, {schedule} learning rate](figures/{name})", ""]
+                    page += [f"![{problem}, {schedule} learning rate](/figures/{name})", ""]  # from the docs root
                     print(f"wrote docs/figures/{name}")
             (out / f"baselines_{schedule}.md").write_text("\n".join(page))
             print(f"wrote docs/figures/baselines_{schedule}.md")
