@@ -347,7 +347,10 @@ def figures() -> None:
                 report = build_report(tree, Path(tmp) / "report", baselines="deepobs-1.1", formats=("png",),
                                       title=f"deepobs-pytorch baselines, {schedule} learning rate")
             # The page includes baselines_<schedule>.md: the table, then every problem's figure.
-            page = [(report.html_path.parent / "results.md").read_text().strip(), ""]
+            # The analyzer's table without its last column (the other hyperparameters: the
+            # authors' defaults, too wide for the page; the shipped files hold them).
+            table = (report.html_path.parent / "results.md").read_text().strip().splitlines()
+            page = ["\n".join(line.rsplit(" | ", 1)[0] + " |" for line in table), ""]
             for figure in sorted(report.figures):
                 if figure.name.startswith("performance_") and figure.stem != "performance_profiles":
                     problem = figure.stem[len("performance_"):]
