@@ -225,6 +225,12 @@ def write_page(done: list, path: Path, no_logs: bool, seconds: float) -> None:
             versions[package] = version(package.replace("_", "-"))
         except Exception:  # noqa: BLE001 - a package that is not installed
             versions[package] = "not installed"
+    others = sorted({e.argument.split(".")[0] for e in done if e.source.startswith("other")})
+    other_versions = []
+    for module in others:
+        from importlib.metadata import packages_distributions, version
+        for distribution in packages_distributions().get(module, [module])[:1]:
+            other_versions.append(f"{distribution} {version(distribution)}")
     tracebacks = sum(e.result == "traceback" for e in done)
     lines = [
         "# Optimizer compatibility",
@@ -236,11 +242,14 @@ def write_page(done: list, path: Path, no_logs: bool, seconds: float) -> None:
         "A run *runs* when `deepobs-run` exits with status 0"
         + (" (measured with `--no_logs`: no result file written)" if no_logs else " and writes its result")
         + "; *runs (diverged)* means it ran and its loss became NaN or infinite with those",
-        "defaults (the result says so). Families: see [the runner page](runners.md).",
+        "defaults (the result says so); *timeout* means it was still running after the time limit",
+        "(`--timeout`, default an hour) on a shared two-core CPU: slow there, not refused, and not",
+        "counted as running. Families: see [the runner page](runners.md)."
+        + (" Other packages, tried by dotted path: " + ", ".join(other_versions) + "." if other_versions else ""),
         "",
         "```{code-block} bash",
         ":class: no-test",
-        "python scripts/optimizer_matrix.py   # rewrites this page (about an hour on two cores)",
+        "python scripts/optimizer_matrix.py   # rewrites this page (about 1.5 hours on two cores)",
         "```",
         "",
         "| | runs | of |",
