@@ -117,3 +117,24 @@ def test_deepobs_plot_draws_both_baseline_sets(tmp_path):
     pytorch = table[table["source"] == "deepobs-pytorch"]
     assert {"SGD", "SGD+warmup_cosine", "SOAP", "AdamWScheduleFree"} <= set(pytorch["optimizer"])
     assert "deepobs-1.1, deepobs-pytorch" in report.html_path.read_text()
+
+
+def test_rerunning_a_chosen_setting_gives_the_shipped_numbers(tmp_path):
+    """SGD's chosen setting on quadratic_deep (constant lr), seed 43, one thread, as the sweep
+    ran it: the same final losses, bit for bit, on the machine kind that made the file."""
+    from deepobs.runners.optimizers import resolve_optimizer
+    from deepobs.runners.provenance import machine
+    from deepobs.runners.run_config import RunConfig
+    from deepobs.runners.runner import StandardRunner
+
+    entry = json.loads((PYTORCH / "quadratic_deep.compact.json").read_text())["optimizers"]["SGD"]
+    if json.dumps(machine(), sort_keys=True) not in entry["provenance"]["machine"]:
+        pytest.skip(f"the shipped runs were made on {entry['provenance']['machine']}, this is {machine()}")
+    tuned = _tuned(entry)
+    lr = {**entry["hyperparams"], **tuned["hyperparams"]}["lr"]
+    output = StandardRunner.for_optimizer(resolve_optimizer("sgd")).run(
+        RunConfig("quadratic_deep", "sgd", {"lr": lr}, random_seed=43, device="cpu", threads=1, quiet=True,
+                  no_logs=True, output_dir=str(tmp_path)))
+    seed = tuned["seeds"].index(43)
+    for metric in ("test_losses", "valid_losses", "train_losses"):
+        assert output[metric][-1] == tuned["finals"][metric][seed], metric
