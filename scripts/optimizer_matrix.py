@@ -136,10 +136,9 @@ def entries() -> list:
         if importlib.util.find_spec(path.split(".")[0]) is not None:
             found.append(Entry("other packages (dotted path)", path, *MAIN))
     for entry in list(found):
-        if entry.source.startswith("other"):
-            entry.family = static_family(entry.argument)
-            continue
         entry.family = static_family(entry.argument)
+        if entry.source.startswith("other"):  # the conv net is for the three packages above
+            continue
         names = setup._class_names(resolve_optimizer(entry.argument).build) if entry.family != "-" else set()
         if entry.family in ("matrix", "hessian") or names & SECOND_ORDER:
             found.append(Entry(entry.source, entry.argument, *MATRIX, family=entry.family))
@@ -225,12 +224,10 @@ def write_page(done: list, path: Path, no_logs: bool, seconds: float) -> None:
             versions[package] = version(package.replace("_", "-"))
         except Exception:  # noqa: BLE001 - a package that is not installed
             versions[package] = "not installed"
-    others = sorted({e.argument.split(".")[0] for e in done if e.source.startswith("other")})
-    other_versions = []
-    for module in others:
-        from importlib.metadata import packages_distributions, version
-        for distribution in packages_distributions().get(module, [module])[:1]:
-            other_versions.append(f"{distribution} {version(distribution)}")
+    from deepobs.runners.provenance import optimizer_package
+
+    other_versions = sorted({"{name} {version}".format(**optimizer_package(resolve_optimizer(e.argument).build))
+                             for e in done if e.source.startswith("other")})
     tracebacks = sum(e.result == "traceback" for e in done)
     lines = [
         "# Optimizer compatibility",

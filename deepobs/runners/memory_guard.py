@@ -16,6 +16,7 @@ uses), nor do systems without ``/proc`` or ``resource``; a lower limit already s
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Optional
 
 from deepobs.errors import ConfigurationError
@@ -25,24 +26,24 @@ LIMIT_ENV = "DEEPOBS_MEMORY_LIMIT"
 GIB = 1024 ** 3
 
 
-def _meminfo_bytes(*keys: str) -> Optional[int]:
+def _kib_fields(path: str) -> dict:
+    """``{name: bytes}`` of a /proc file of ``Name: value kB`` lines; {} where it is absent."""
     try:
-        lines = open("/proc/meminfo").read().splitlines()
+        lines = Path(path).read_text().splitlines()
     except OSError:
-        return None
-    values = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in lines if line.split()[1:]}
-    return sum(values.get(key, 0) for key in keys)
+        return {}
+    return {line.split(":")[0]: int(line.split()[1]) * 1024 for line in lines
+            if line.split()[1:2] and line.split()[1].isdigit()}
+
+
+def _meminfo_bytes(*keys: str) -> Optional[int]:
+    values = _kib_fields("/proc/meminfo")
+    return sum(values.get(key, 0) for key in keys) if values else None
 
 
 def _mapped_bytes() -> int:
     """This process's current virtual size (VmSize)."""
-    try:
-        for line in open("/proc/self/status"):
-            if line.startswith("VmSize:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
+    return _kib_fields("/proc/self/status").get("VmSize", 0)
 
 
 def ceiling_bytes() -> Optional[int]:

@@ -8,6 +8,7 @@ import functools
 import os
 import platform
 from importlib import metadata
+from pathlib import Path
 from typing import Callable, Optional
 
 
@@ -31,12 +32,10 @@ def optimizer_package(build: Callable) -> Optional[dict]:
 @functools.lru_cache(maxsize=1)
 def machine() -> dict:
     """The machine kind: CPU model, logical cores, operating system."""
-    cpu = platform.processor() or platform.machine()
     try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:  # not Linux
+        lines = []
+    models = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
+    cpu = models[0] if models else platform.processor() or platform.machine()
     return {"cpu": cpu, "cores": os.cpu_count(), "system": platform.platform(terse=True)}
