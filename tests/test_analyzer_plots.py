@@ -85,6 +85,27 @@ def test_a_finite_blow_up_does_not_stretch_the_axis(tmp_path):
     assert rank.get_axes()[0].get_ylim()[1] < 10 and "SGD: tuning run diverged" in legend_texts(rank)
 
 
+def test_a_log_axis_shades_only_the_upper_half_of_a_band_below_zero(tmp_path):
+    """A loss spanning more than LOG_SPAN turns the loss axis logarithmic; where a seed's loss is far
+    above the other's, mean - std < 0: the band is then shaded from the curve up, not as a
+    block down to the axis floor."""
+    from analyzer_fixtures import run_dict, write_run
+
+    for seed, losses in ((42, [50.0, 2.0, 1e-3, 1e-3]), (43, [50.0, 2.0, 1e-3, 1e-3]), (44, [50.0, 2.0, 3.0, 1e-3])):
+        data = run_dict("toy_class", "SGD", 0.1, seed, [.1, .5, .6, .7], [.1, .5, .6, .7], num_epochs=3)
+        for key in ("train_losses", "valid_losses", "test_losses"):
+            data[key] = list(losses)
+        write_run(tmp_path, data, setting="num_epochs__3__batch_size__8__lr__0.1")
+    fig = plots.plot_optimizer_performance(select_best(aggregate(load_results(tmp_path)), "final",
+                                                       "valid_accuracies"), "toy_class")
+    ax = fig.get_axes()[0]
+    assert ax.get_yscale() == "log"
+    mean = (3.0 + 2e-3) / 3  # epoch 2: the std across seeds (1.41) exceeds the mean (1.0)
+    ys = np.concatenate([path.vertices[:, 1] for band in ax.collections for path in band.get_paths()])
+    assert ys.min() > 0 and ys.min() >= 1e-3 * 0.999 and np.isclose(ys, mean).any()  # from the curve up
+    saved(fig, tmp_path)
+
+
 def test_baselines_are_dashed_with_the_same_colour(tmp_path):
     from analyzer_fixtures import run_dict, write_run
 

@@ -312,11 +312,23 @@ def _epoch_limit(rows: pd.DataFrame, primary: Optional[str]) -> Optional[int]:
     return int(ours.max())
 
 
+def _fill_bands(ax, bands: list) -> None:
+    """Shade each curve's band once the y scale is known. On a log axis a band whose lower
+    edge is at or below 0 (std above the mean) cannot be drawn down to its edge: only its
+    upper half (curve to upper edge) is shaded there, instead of a block to the axis floor."""
+    log = ax.get_yscale() == "log"
+    for epochs, center, low, high, style in bands:
+        if log:
+            low = np.where(low > 0, low, center)
+        ax.fill_between(epochs, low, high, lw=0, **style)
+
+
 def _draw_curves(ax, rows: pd.DataFrame, metric: str, which: str, primary: Optional[str],
                  look: _Look, last_epoch: Optional[int] = None) -> tuple:
-    """Draw each setting's curve with its clipped band and its diverged runs; return the
-    visible curve values of the user's runs and of the baselines (for the y range)."""
-    ours, theirs = [], []
+    """Draw each setting's curve and its diverged runs; return the visible curve values of
+    the user's runs and of the baselines (for the y range) and the bands to shade
+    (:func:`_fill_bands`, after the y scale is set)."""
+    ours, theirs, bands = [], [], []
     for _, row in rows.iterrows():
         stats = row["curves"].get(metric)
         mine = _is_ours(row, primary)
@@ -328,8 +340,8 @@ def _draw_curves(ax, rows: pd.DataFrame, metric: str, which: str, primary: Optio
             if mine:
                 style["markevery"] = max(1, len(center) // 12)
             ax.plot(epochs, center, **style)
-            ax.fill_between(epochs, low, high, color=color, alpha=0.25 if mine else 0.1, lw=0,
-                            zorder=style["zorder"] - 1)
+            bands.append((epochs, center, low, high,
+                          dict(color=color, alpha=0.25 if mine else 0.1, zorder=style["zorder"] - 1)))
             # The y range ignores the untrained epoch 0, what lies beyond the x axis and
             # (with --include-diverged) a mean blown up past the divergence bound.
             stop = None if last_epoch is None else last_epoch + 1
@@ -342,7 +354,7 @@ def _draw_curves(ax, rows: pd.DataFrame, metric: str, which: str, primary: Optio
             ax.plot(np.arange(len(curve)), curve, ":", color=color, lw=1.0)
         edge_markers(ax, [len(curve) for curve in diverged], metric, color,
                      f"{style['label']}: diverged run", mine)
-    return ours, theirs
+    return ours, theirs, bands
 
 
 def _diverged_handle() -> Line2D:
@@ -391,11 +403,12 @@ def _performance_panel(ax, rows, metric, title, which, primary, thresholds, prob
                 transform=ax.transAxes, color="grey")
         ax.set_yticks([])
         return
-    ours, theirs = _draw_curves(ax, rows, metric, which, primary, look or _Look(), last_epoch)
+    ours, theirs, bands = _draw_curves(ax, rows, metric, which, primary, look or _Look(), last_epoch)
     if thresholds and metric == performance_metric(rows.iloc[0]) and problem in thresholds:
         ax.axhline(thresholds[problem], color="grey", lw=1, ls="-.", label="convergence threshold")
         ours.append(np.array([thresholds[problem]]))  # keep the threshold in view
     _set_ylim(ax, ours, theirs, metric)
+    _fill_bands(ax, bands)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
