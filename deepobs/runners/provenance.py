@@ -12,6 +12,13 @@ from pathlib import Path
 from typing import Callable, Optional
 
 
+@functools.lru_cache(maxsize=1)
+def _distributions() -> dict:
+    """Top-level module -> distributions, read once per process: scanning every installed
+    package takes about 0.4 s, which a sweep's worker would otherwise pay on every run."""
+    return metadata.packages_distributions()
+
+
 def optimizer_package(build: Callable) -> Optional[dict]:
     """``{"name", "version"}`` of the installed distribution that defines ``build``
     (``torch`` for torch.optim, ``pytorch_optimizer``, ...); None for code outside any
@@ -20,7 +27,7 @@ def optimizer_package(build: Callable) -> Optional[dict]:
     top = module.split(".")[0]
     if not top or top == "__main__":
         return None
-    names = metadata.packages_distributions().get(top) or [top]
+    names = _distributions().get(top) or [top]
     for name in names:
         try:
             return {"name": name, "version": metadata.version(name)}
