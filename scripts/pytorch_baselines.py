@@ -249,6 +249,16 @@ def missing_cells(present: list) -> list:
     return missing
 
 
+def cpu_totals(present: list) -> list:
+    """(problem, cells, CPU seconds) per problem in ``present``, then ("all", ...)."""
+    totals = defaultdict(lambda: [0, 0.0])
+    for problem, _, _, seconds in present:
+        totals[problem][0] += 1
+        totals[problem][1] += seconds or 0.0
+    rows = [(problem, count, seconds) for problem, (count, seconds) in sorted(totals.items())]
+    return rows + [("all", sum(r[1] for r in rows), sum(r[2] for r in rows))]
+
+
 def write_readme(present: list) -> Path:
     """The set's README: origin, licence, protocol, regeneration, and the cells table."""
     lines = [README_HEAD.strip(), "", "## Cells", "",
@@ -256,6 +266,9 @@ def write_readme(present: list) -> Path:
              "sum of the wall times of all its runs (tuning grid and reruns), one thread per run.", "",
              "| problem | optimizer | seeds | CPU time (s) |", "|---|---|---|---|"]
     lines += [f"| {problem} | {label} | {seeds} | {seconds or 0:.0f} |" for problem, label, seeds, seconds in present]
+    lines += ["", "CPU time per problem:", "", "| problem | cells | CPU time (s) | hours |", "|---|---|---|---|"]
+    for problem, count, seconds in cpu_totals(present):
+        lines.append(f"| {problem} | {count} | {seconds:.0f} | {seconds / 3600:.2f} |")
     missing = missing_cells(present)
     if missing:
         lines += ["", "Not shipped:", "", "| problem | optimizer | why |", "|---|---|---|"]
@@ -310,6 +323,8 @@ def build() -> None:
     print(f"wrote {len(written)} compact files, {total / 1024:.0f} KiB, and README.md")
     for problem, optimizer, seeds, seconds in present:
         print(f"{problem:18s} {optimizer:36s} {seeds:3d} seeds  {seconds or 0:8.0f} s")
+    for problem, count, seconds in cpu_totals(present):
+        print(f"{problem:18s} {count:3d} cells  {seconds:8.0f} s CPU ({seconds / 3600:.2f} h)")
 
 
 def figures() -> None:
