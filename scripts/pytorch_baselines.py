@@ -35,6 +35,7 @@ import sys
 import time
 from collections import defaultdict
 from pathlib import Path
+from typing import NamedTuple, Optional
 
 import yaml
 
@@ -220,16 +221,28 @@ def build_folder(results: Path, out: Path) -> list:
     return written
 
 
+class Cell(NamedTuple):
+    """One shipped (problem, optimizer label) cell: its tuned setting's seeds (finished
+    and diverged) and the summed wall time of all its runs."""
+
+    problem: str
+    label: str
+    seeds: int
+    diverged: int
+    seconds: Optional[float]
+
+
 def cells(folder: Path) -> list:
-    """(problem, optimizer label, seeds of the tuned setting) of every shipped cell."""
+    """The :class:`Cell` of every shipped (problem, optimizer label)."""
     rows = []
     for path in sorted(folder.glob("*.compact.json")):
         data = json.loads(path.read_text())
         for optimizer, entry in sorted(data["optimizers"].items()):
             tuned = next(s for s in entry["settings"]
                          if entry["setting_prefix"] + s["setting"] == entry["tuned_setting"])
-            rows.append((data["problem"], optimizer, len(tuned["seeds"]) + len(tuned["diverged_seeds"]),
-                         entry.get("provenance", {}).get("wall_seconds")))
+            diverged = len(tuned["diverged_seeds"])
+            rows.append(Cell(data["problem"], optimizer, len(tuned["seeds"]) + diverged, diverged,
+                             entry.get("provenance", {}).get("wall_seconds")))
     return rows
 
 
@@ -237,7 +250,7 @@ def missing_cells(present: list) -> list:
     """(problem, optimizer label, why) of every protocol cell not shipped."""
     from deepobs.runners.optimizers import resolve_optimizer
 
-    have = {(problem, label) for problem, label, _, _ in present}
+    have = {(cell.problem, cell.label) for cell in present}
     missing = []
     for problem in PROBLEMS:
         for name in OPTIMIZERS:
@@ -252,9 +265,9 @@ def missing_cells(present: list) -> list:
 def cpu_totals(present: list) -> list:
     """(problem, cells, CPU seconds) per problem in ``present``, then ("all", ...)."""
     totals = defaultdict(lambda: [0, 0.0])
-    for problem, _, _, seconds in present:
-        totals[problem][0] += 1
-        totals[problem][1] += seconds or 0.0
+    for cell in present:
+        totals[cell.problem][0] += 1
+        totals[cell.problem][1] += cell.seconds or 0.0
     rows = [(problem, count, seconds) for problem, (count, seconds) in sorted(totals.items())]
     return rows + [("all", sum(r[1] for r in rows), sum(r[2] for r in rows))]
 
@@ -264,8 +277,12 @@ def write_readme(present: list) -> Path:
     lines = [README_HEAD.strip(), "", "## Cells", "",
              "Shipped: each row is one cell, its chosen setting rerun with 10 seeds; the CPU time is the "
              "sum of the wall times of all its runs (tuning grid and reruns), one thread per run.", "",
-             "| problem | optimizer | seeds | CPU time (s) |", "|---|---|---|---|"]
-    lines += [f"| {problem} | {label} | {seeds} | {seconds or 0:.0f} |" for problem, label, seeds, seconds in present]
+             "A cell whose tuned setting diverged on every seed is one where every learning rate of the "
+             "grid diverged on the tuning seed (the one ranked first is rerun all the same): the result "
+             "is that the optimizer does not train this problem anywhere on the grid.", "",
+             "| problem | optimizer | seeds | of them diverged | CPU time (s) |", "|---|---|---|---|---|"]
+    lines += [f"| {c.problem} | {c.label} | {c.seeds} | {c.diverged or ''} | {c.seconds or 0:.0f} |"
+              for c in present]
     lines += ["", "CPU time per problem:", "", "| problem | cells | CPU time (s) | hours |", "|---|---|---|---|"]
     for problem, count, seconds in cpu_totals(present):
         lines.append(f"| {problem} | {count} | {seconds:.0f} | {seconds / 3600:.2f} |")
@@ -321,8 +338,9 @@ def build() -> None:
     present = cells(SET)
     write_readme(present)
     print(f"wrote {len(written)} compact files, {total / 1024:.0f} KiB, and README.md")
-    for problem, optimizer, seeds, seconds in present:
-        print(f"{problem:18s} {optimizer:36s} {seeds:3d} seeds  {seconds or 0:8.0f} s")
+    for c in present:
+        diverged = f" ({c.diverged} diverged)" if c.diverged else ""
+        print(f"{c.problem:18s} {c.label:36s} {c.seeds:3d} seeds  {c.seconds or 0:8.0f} s{diverged}")
     for problem, count, seconds in cpu_totals(present):
         print(f"{problem:18s} {count:3d} cells  {seconds:8.0f} s CPU ({seconds / 3600:.2f} h)")
 
@@ -339,7 +357,7 @@ def figures() -> None:
     source = RESULTS / "deepobs-pytorch"
     out = REPO / "docs" / "figures"
     out.mkdir(parents=True, exist_ok=True)
-    shipped = {(problem, label) for problem, label, _, _ in cells(SET)}  # finished cells only
+    shipped = {(cell.problem, cell.label) for cell in cells(SET)}  # finished cells only
     for old in out.glob("baselines_*"):
         old.unlink()
     for schedule in SCHEDULES:

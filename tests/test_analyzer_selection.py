@@ -72,6 +72,26 @@ def _sweep_result(folder, seed: int, final_valid_loss: float) -> dict:
     return data
 
 
+def test_tuner_says_when_every_setting_diverged(tmp_path, capsys):
+    """Nothing to choose when every tuning run diverged: the summary says so instead of
+    calling the first-ranked setting the best."""
+    from deepobs.tuner import GridSearch
+    from deepobs.tuner.cli import _print_summary
+    from deepobs.tuner.searches import Study, tune_studies
+
+    search = GridSearch("sgd", {"lr": [0.1, 1.0]})
+    study = Study("quadratic_deep", search, seeds=(42,), rerun_seeds=(43,),
+                  run_options={"output_dir": str(tmp_path), "num_epochs": 2, "batch_size": 128})
+    for lr, seed in ((0.1, 42), (1.0, 42), (0.1, 43)):
+        spec = study.run_spec({"lr": lr}, seed)
+        data = _sweep_result(spec.result_folder(), seed, float("nan"))
+        data.update(optimizer_hyperparams={"lr": lr}, diverged=True, diverged_at={"epoch": 2, "step": 3})
+        write_run(tmp_path, data, setting=spec.result_folder().name)
+    _print_summary(tune_studies([study]))
+    assert capsys.readouterr().out.strip() == ("quadratic_deep SGD: every setting diverged (2 settings on seed 42); "
+                                               "rerun: lr=1.e-01; 2 seeds: all diverged")
+
+
 def test_tuner_and_analyzer_choose_the_same_setting(tmp_path, capsys):
     """A grid on seed 42, the best setting rerun with seeds 43 and 44 (which do worse than
     seed 42), and a single-seed setting whose value (2.0) beats the rerun setting's mean

@@ -71,10 +71,13 @@ def test_every_shipped_cell_has_ten_seeds_of_its_chosen_setting_and_its_origin()
             assert label in expected_labels, label
             tuned = _tuned(entry)
             assert sorted(tuned["seeds"] + tuned["diverged_seeds"]) == list(range(42, 52)), (path.name, label)
+            if 42 in tuned["diverged_seeds"]:  # chosen although diverged: only when every setting diverged
+                assert all(42 in s["diverged_seeds"] for s in entry["settings"]), (path.name, label)
+            diverged = len(tuned["diverged_seeds"]) or ""
+            assert f"| {data['problem']} | {label} | 10 | {diverged} |" in readme, (data["problem"], label)
             origin = entry["provenance"]
             for key in ("deepobs", "torch", "optimizer_package", "git_commit", "machine"):
                 assert origin[key] and all(value not in ("None", "None None") for value in origin[key]), (label, key)
-            assert f"| {data['problem']} | {label} |" in readme, (data["problem"], label)
     assert len(load_baselines("deepobs-pytorch")) >= len(files)
 
 

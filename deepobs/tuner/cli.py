@@ -19,6 +19,7 @@ million runs). Exit status: 0 all runs done, 1 some runs failed (their errors ar
 
 from __future__ import annotations
 
+import math
 import signal
 import sys
 from typing import Optional
@@ -204,11 +205,16 @@ def _print_summary(results: list) -> None:
         if result.best is None:
             print(f"{result.testproblem} {result.optimizer}: no setting finished")
             continue
-        setting = " ".join(f"{k}={format_value(v)}" for k, v in sorted(result.best.setting.items()))
+        setting = " ".join(f"{k}={format_value(v)}" for k, v in sorted(result.best.setting.items())) \
+            or "(its defaults)"
         seeds = ", ".join(str(seed) for seed in result.seeds)
         tuned = setting_value(result.best.values, result.seeds)
-        line = (f"{result.testproblem} {result.optimizer}: best {setting} ({result.mode} {result.metric} "
-                f"{format_number(tuned)} on seed{'s' if len(result.seeds) > 1 else ''} {seeds})")
+        if math.isfinite(tuned):
+            line = (f"{result.testproblem} {result.optimizer}: best {setting} ({result.mode} {result.metric} "
+                    f"{format_number(tuned)} on seed{'s' if len(result.seeds) > 1 else ''} {seeds})")
+        else:  # nothing to choose: the one ranked first is no better than the rest
+            line = (f"{result.testproblem} {result.optimizer}: every setting diverged ({len(result.trials)} "
+                    f"settings on seed{'s' if len(result.seeds) > 1 else ''} {seeds}); rerun: {setting}")
         if result.reruns is not None and result.reruns.values:
             values = list(result.reruns.values.values())
             line += f"; {len(values)} seeds: {_mean_std(values)}"
@@ -217,7 +223,6 @@ def _print_summary(results: list) -> None:
 
 def _mean_std(values: list) -> str:
     """``mean ± std`` (population std) in 4 significant digits, and how many diverged."""
-    import math
     import statistics
 
     from deepobs.analyzer.selection import format_number
