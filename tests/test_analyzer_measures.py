@@ -70,3 +70,14 @@ def test_estimate_runtime_runs_both_optimizers():
     result = estimate_runtime("adam", {"lr": 0.01}, "quadratic_deep", n_runs=1, num_epochs=1)
     assert len(result["sgd_times"]) == 1 and result["ratio_mean"] > 0
     assert result["summary"].startswith("quadratic_deep, 1 epochs, 1 runs: SGD")
+
+
+def test_table_gives_small_losses_significant_digits():
+    """A loss mean below 0.01 keeps 3 significant digits (not 0.000 ± 0.000); others as
+    DeepOBS prints them, accuracies in percent."""
+    from deepobs.analyzer.tables import _pm
+
+    assert _pm(9.63e-4, 2.1e-5, 3) == "9.63e-04 ± 2.10e-05"
+    assert _pm(87.123, 0.031, 2) == "87.12 ± 0.03"
+    assert _pm(0.5, 0.01, 2, 100.0, " %") == "50.00 ± 1.00 %"
+    assert _pm(-0.0214, 0.0001, 3) == "-0.021 ± 0.000"  # at or above 0.01: 3 decimals

@@ -72,6 +72,27 @@ def _sweep_result(folder, seed: int, final_valid_loss: float) -> dict:
     return data
 
 
+def test_tuner_and_analyzer_break_ties_alike(tmp_path):
+    """Equal values (Adafactor trains identically at every rate >= 1): the tuner sees its
+    grid in order, the analyzer its folders in name order ("1.5848931925e+00" before
+    "1.e+00"); both choose the smallest rate."""
+    from deepobs.tuner import GridSearch
+    from deepobs.tuner.searches import Study, tune_studies
+
+    grid = [0.1, 1.0, 1.5848931925, 10.0]
+    search = GridSearch("sgd", {"lr": grid})
+    study = Study("quadratic_deep", search, seeds=(42,), rerun_seeds=(),
+                  run_options={"output_dir": str(tmp_path), "num_epochs": 2, "batch_size": 128})
+    for lr in grid:
+        spec = study.run_spec({"lr": lr}, 42)
+        data = _sweep_result(spec.result_folder(), 42, 5.0 if lr < 1 else 1.0)
+        data["optimizer_hyperparams"] = {"lr": lr, "momentum": 0.0}  # "lr__1__momentum" after "lr__1.58"
+        write_run(tmp_path, data, setting=spec.result_folder().name)
+    assert tune_studies([study])[0].best.setting == {"lr": 1.0}
+    settings = aggregate(load_results(tmp_path))
+    assert select_best(settings, "final", "valid_accuracies").iloc[0]["lr"] == pytest.approx(1.0)
+
+
 def test_tuner_says_when_every_setting_diverged(tmp_path, capsys):
     """Nothing to choose when every tuning run diverged: the summary says so instead of
     calling the first-ranked setting the best."""

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from deepobs.analyzer.loading import METRICS
-from deepobs.analyzer.selection import ranking, run_value, setting_value, tuning_seeds
+from deepobs.analyzer.selection import hyperparameter_order, ranking, run_value, setting_value, tuning_seeds
 from deepobs.errors import ConfigurationError
 
 STATS = ("mean", "std", "median", "lower_quartile", "upper_quartile")
@@ -211,7 +211,8 @@ def rank_settings(settings: pd.DataFrame, mode: str = "final", metric: str = "va
         note = (note + "; " if note else "") + ("the settings share no seed: ranked on each setting's mean "
                                                 "over its own seeds")
     ranked["score"] = [setting_value(v, seeds) for v in values]
-    order = ranking(list(ranked["score"]), used)
+    ties = [hyperparameter_order(hp if isinstance(hp, dict) else {}) for hp in ranked["hyperparams"]]
+    order = ranking(list(ranked["score"]), used, ties)
     if mode == "most":
         top = (ranked["n_runs"] == ranked["n_runs"].max()).sum()
         if top == 1:

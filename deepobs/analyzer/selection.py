@@ -12,7 +12,8 @@ A run's value is its final validation metric (mode ``final``) or the best value 
 curve (mode ``best``); a diverged run (:mod:`deepobs.analyzer.divergence`) has no value
 (NaN), so a setting with a diverged tuning run ranks last. A setting's value is the mean
 of its runs' values over the tuning seeds. Lower is better for losses, higher for
-accuracies; ties keep the settings' order. Pure Python: the tuner uses it without pandas.
+accuracies; ties go to the first setting in one canonical order of the hyperparameters
+(:func:`hyperparameter_order`), the same for both tools. Pure Python: the tuner uses it without pandas.
 """
 
 from __future__ import annotations
@@ -63,26 +64,42 @@ def setting_value(values: Mapping[int, float], seeds: Optional[Iterable[int]] = 
     return math.fsum(picked) / len(picked)
 
 
-def ranking(values: Sequence[float], metric: str) -> list:
-    """Indices of ``values`` best first; NaN last; equal values keep their order."""
+def hyperparameter_order(hyperparams: Mapping) -> tuple:
+    """A setting's place in a canonical order of settings, the tie-break of
+    :func:`ranking`: hyperparameters by name, numbers ascending. Ties are real (Adafactor's
+    rate is capped at 1/sqrt(step), so every rate >= 1 trains identically; every rate of a
+    grid can diverge), and the tuner sees its settings in grid order while the analyzer sees
+    them in folder order: one order for both makes them choose the same one."""
+    def place(value):
+        if isinstance(value, (int, float)) and math.isfinite(value):
+            return (0, float(value), "")
+        return (1, 0.0, repr(value))
+
+    return tuple((name, place(value)) for name, value in sorted(hyperparams.items()))
+
+
+def ranking(values: Sequence[float], metric: str, order: Optional[Sequence[tuple]] = None) -> list:
+    """Indices of ``values`` best first; NaN last; ties by ``order``
+    (:func:`hyperparameter_order` of each setting), else in their given order."""
     sign = -1.0 if maximised(metric) else 1.0
 
     def key(index):
         value = values[index]
-        return (0, sign * value) if math.isfinite(value) else (1, 0.0)
+        tie = order[index] if order is not None else ()
+        return (0, sign * value, tie) if math.isfinite(value) else (1, 0.0, tie)
 
     return sorted(range(len(values)), key=key)
 
 
 def choose(settings: Sequence[Mapping[int, float]], metric: str,
-           seeds: Optional[Iterable[int]] = None) -> Optional[int]:
+           seeds: Optional[Iterable[int]] = None, order: Optional[Sequence[tuple]] = None) -> Optional[int]:
     """Index of the chosen setting among ``settings`` (each a seed -> run value map):
     the best :func:`setting_value` over ``seeds`` (default: :func:`tuning_seeds` of the
-    settings). None when there is no setting."""
+    settings), ties broken by ``order`` (see :func:`ranking`). None when there is no setting."""
     if not settings:
         return None
     seeds = tuple(seeds) if seeds is not None else tuning_seeds(settings)
-    return ranking([setting_value(values, seeds) for values in settings], metric)[0]
+    return ranking([setting_value(values, seeds) for values in settings], metric, order)[0]
 
 
 def format_number(value: float, digits: int = 4) -> str:

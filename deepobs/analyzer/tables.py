@@ -57,12 +57,16 @@ def _loss_digits(value: float) -> int:
 
 
 def _pm(mean: float, std: float, digits: int, scale: float = 1.0, unit: str = "", seeds: int = 2) -> str:
-    """``mean ± std`` (just the mean for a single seed, where a std says nothing)."""
+    """``mean ± std`` (just the mean for a single seed, where a std says nothing); a loss
+    below 0.01 in 3 significant digits (a mean of 0.0009 is not 0.000 ± 0.000)."""
     if mean is None or not math.isfinite(mean):
         return "—"
+    shape = f".{digits}f"
+    if scale == 1.0 and not unit and mean != 0 and abs(mean) < 0.01:
+        shape = ".2e"
     if seeds < 2:
-        return f"{mean * scale:.{digits}f}{unit}"
-    return f"{mean * scale:.{digits}f} ± {std * scale:.{digits}f}{unit}"
+        return f"{mean * scale:{shape}}{unit}"
+    return f"{mean * scale:{shape}} ± {std * scale:{shape}}{unit}"
 
 
 def display_table(table: pd.DataFrame) -> pd.DataFrame:

@@ -408,13 +408,15 @@ class Study:
     def best_trial(self) -> Optional[Trial]:
         """The setting chosen by the rule ``deepobs-plot`` applies too
         (:func:`deepobs.analyzer.selection.choose`): the best mean over the tuning seeds,
-        the first one on ties; settings with a failed run are not candidates."""
-        from deepobs.analyzer.selection import choose
+        ties to the first in :func:`~deepobs.analyzer.selection.hyperparameter_order`;
+        settings with a failed run are not candidates."""
+        from deepobs.analyzer.selection import choose, hyperparameter_order
 
         scored = [trial for trial in self.trials if trial.score is not None]
         if not scored:
             return None
-        return scored[choose([trial.values for trial in scored], self.metric, self.seeds)]
+        return scored[choose([trial.values for trial in scored], self.metric, self.seeds,
+                             [hyperparameter_order(trial.setting) for trial in scored])]
 
     def ask_reruns(self) -> list:
         """RunSpecs of the best setting with the rerun seeds."""
