@@ -106,6 +106,29 @@ def test_a_log_axis_shades_only_the_upper_half_of_a_band_below_zero(tmp_path):
     saved(fig, tmp_path)
 
 
+def test_a_loss_below_zero_with_a_large_span_gets_a_symlog_axis(tmp_path):
+    """The 2-D problems' losses include a noise term and end slightly below 0 after
+    starting near 10^5: a linear axis would show them all flat at 0, a log axis cannot show
+    them; symlog does, and their bands are not clipped at 0."""
+    from analyzer_fixtures import run_dict, write_run
+
+    for seed, end in ((42, -0.02), (43, -0.01)):
+        data = run_dict("toy_class", "SGD", 0.1, seed, [.1, .5, .6, .7], [.1, .5, .6, .7], num_epochs=3)
+        for key in ("train_losses", "valid_losses", "test_losses"):
+            data[key] = [7e4, 500.0, 0.5, end]
+        write_run(tmp_path, data, setting="num_epochs__3__batch_size__8__lr__0.1")
+    fig = plots.plot_optimizer_performance(select_best(aggregate(load_results(tmp_path)), "final",
+                                                       "valid_accuracies"), "toy_class")
+    ax = fig.get_axes()[0]
+    assert ax.get_yscale() == "symlog" and ax.get_ylim()[0] < -0.02
+    ys = np.concatenate([path.vertices[:, 1] for band in ax.collections for path in band.get_paths()])
+    assert ys.min() == pytest.approx(-0.02)  # mean - std at the last epoch
+    plots.plain_log_ticks(fig)
+    fig.canvas.draw()
+    assert not [t.get_text() for t in ax.get_yticklabels() if "$" in t.get_text()]  # plain text, as the report draws
+    saved(fig, tmp_path)
+
+
 def test_baselines_are_dashed_with_the_same_colour(tmp_path):
     from analyzer_fixtures import run_dict, write_run
 

@@ -140,6 +140,8 @@ def _band(stats: dict, which: str, metric: str = "train_losses"):
         center, low, high = stats["mean"], stats["mean"] - stats["std"], stats["mean"] + stats["std"]
     else:
         center, low, high = stats["median"], stats["lower_quartile"], stats["upper_quartile"]
+    if not is_accuracy(metric) and np.nanmin(center, initial=0.0) < 0:
+        return center, low, high  # a loss that goes below 0 (the 2-D problems' noise term)
     return center, _clip_to_domain(low, metric), _clip_to_domain(high, metric)
 
 
@@ -149,7 +151,8 @@ def _finite(arrays) -> np.ndarray:
     return data[np.isfinite(data)]
 
 
-#: A loss axis turns logarithmic when the user's curves reach this many times its smallest value.
+#: A loss axis turns logarithmic when the user's curves reach this many times its smallest
+#: value (symmetric-logarithmic when losses also go below 0).
 LOG_SPAN = 100
 
 
@@ -161,13 +164,21 @@ def _set_ylim(ax, ours: list, baselines: list, metric: str) -> None:
     if mine.size + theirs.size == 0:
         return
     every = np.concatenate([mine, theirs])
-    if not is_accuracy(metric) and every.min() > 0 and mine.size and mine.max() > LOG_SPAN * every.min():
+    if not is_accuracy(metric) and mine.size:
         # A loss spanning more than two decades (a spike of a selected setting): on a linear
         # axis every other curve would lie flat on its floor; a log axis shows them all.
-        ax.set_yscale("log")
         high = max([mine.max()] + ([np.percentile(theirs, 80)] if theirs.size else []))
-        ax.set_ylim(every.min() / 1.2, high * 1.2)
-        return
+        if every.min() > 0 and mine.max() > LOG_SPAN * every.min():
+            ax.set_yscale("log")
+            ax.set_ylim(every.min() / 1.2, high * 1.2)
+            return
+        # The same for a loss that also goes below 0 (the 2-D problems' noise term): linear
+        # from the lowest value up to the next power of ten above its size, logarithmic beyond.
+        near_zero = 10.0 ** np.ceil(np.log10(-every.min())) if every.min() < 0 else 0.0
+        if near_zero > 0 and mine.max() > LOG_SPAN * near_zero:
+            ax.set_yscale("symlog", linthresh=near_zero)
+            ax.set_ylim(every.min() - 0.2 * near_zero, high * 1.2)
+            return
     if is_accuracy(metric):
         high = every.max()
         low = min(([mine.min()] if mine.size else []) + ([np.percentile(theirs, 20)] if theirs.size else []))
@@ -750,14 +761,14 @@ def plot_performance_profiles(profile: pd.DataFrame, scores: Optional[pd.Series]
 
 
 def plain_log_ticks(fig: Figure) -> None:
-    """Log-scaled axes labelled ``1e-05``, ``1``, ``100`` in plain text: the report draws
+    """Log- and symlog-scaled axes labelled ``1e-05``, ``1``, ``100`` in plain text: the report draws
     text without math (names from files may hold ``$``), and matplotlib's default log
     labels are math (``$\\mathdefault{10^{-5}}$``), which would then show raw."""
     from matplotlib.ticker import LogFormatter, NullFormatter
 
     for ax in fig.axes:
         for axis, scale in ((ax.xaxis, ax.get_xscale()), (ax.yaxis, ax.get_yscale())):
-            if scale == "log":
+            if scale in ("log", "symlog"):
                 axis.set_major_formatter(LogFormatter(labelOnlyBase=True))
                 axis.set_minor_formatter(NullFormatter())
 
