@@ -112,17 +112,21 @@ def test_a_loss_below_zero_with_a_large_span_gets_a_symlog_axis(tmp_path):
     them; symlog does, and their bands are not clipped at 0."""
     from analyzer_fixtures import run_dict, write_run
 
-    for seed, end in ((42, -0.02), (43, -0.01)):
+    for seed, third, end in ((42, 1e-3, -0.02), (43, 1e-3, -0.01), (44, 3.0, -0.015)):
         data = run_dict("toy_class", "SGD", 0.1, seed, [.1, .5, .6, .7], [.1, .5, .6, .7], num_epochs=3)
         for key in ("train_losses", "valid_losses", "test_losses"):
-            data[key] = [7e4, 500.0, 0.5, end]
+            data[key] = [7e4, 500.0, third, end]
         write_run(tmp_path, data, setting="num_epochs__3__batch_size__8__lr__0.1")
     fig = plots.plot_optimizer_performance(select_best(aggregate(load_results(tmp_path)), "final",
                                                        "valid_accuracies"), "toy_class")
     ax = fig.get_axes()[0]
     assert ax.get_yscale() == "symlog" and ax.get_ylim()[0] < -0.02
     ys = np.concatenate([path.vertices[:, 1] for band in ax.collections for path in band.get_paths()])
-    assert ys.min() == pytest.approx(-0.02)  # mean - std at the last epoch
+    assert ys.min() == pytest.approx(-0.015 - np.std([-0.02, -0.01, -0.015]))  # mean - std at the last epoch
+    # Epoch 2: mean 1.0 above 0, std 1.41 > mean: shaded from the curve up, not to the floor.
+    at_two = np.concatenate([path.vertices[path.vertices[:, 0] == 2, 1]
+                             for band in ax.collections for path in band.get_paths()])
+    assert at_two.min() == pytest.approx((3.0 + 2e-3) / 3)
     plots.plain_log_ticks(fig)
     fig.canvas.draw()
     assert not [t.get_text() for t in ax.get_yticklabels() if "$" in t.get_text()]  # plain text, as the report draws

@@ -326,11 +326,14 @@ def _epoch_limit(rows: pd.DataFrame, primary: Optional[str]) -> Optional[int]:
 def _fill_bands(ax, bands: list) -> None:
     """Shade each curve's band once the y scale is known. On a log axis a band whose lower
     edge is at or below 0 (std above the mean) cannot be drawn down to its edge: only its
-    upper half (curve to upper edge) is shaded there, instead of a block to the axis floor."""
-    log = ax.get_yscale() == "log"
+    upper half (curve to upper edge) is shaded there, instead of a block to the axis floor
+    (on a symlog axis likewise where the curve itself is above 0)."""
+    scale = ax.get_yscale()
     for epochs, center, low, high, style in bands:
-        if log:
+        if scale == "log":
             low = np.where(low > 0, low, center)
+        elif scale == "symlog":  # the same for a positive curve; one below 0 keeps its band
+            low = np.where((low > 0) | (center <= 0), low, center)
         ax.fill_between(epochs, low, high, lw=0, **style)
 
 
@@ -349,7 +352,10 @@ def _draw_curves(ax, rows: pd.DataFrame, metric: str, which: str, primary: Optio
             center, low, high = _band(stats, which, metric)
             epochs = np.arange(len(center))
             if mine:
-                style["markevery"] = max(1, len(center) // 12)
+                # Markers of curves that lie on top of each other (equal losses) at
+                # different epochs, so that each curve stays visible.
+                every = max(1, len(center) // 12)
+                style["markevery"] = ((3 * len(bands)) % every, every)
             ax.plot(epochs, center, **style)
             bands.append((epochs, center, low, high,
                           dict(color=color, alpha=0.25 if mine else 0.1, zorder=style["zorder"] - 1)))
