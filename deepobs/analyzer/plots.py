@@ -328,11 +328,9 @@ def _fill_bands(ax, bands: list) -> None:
     edge is at or below 0 (std above the mean) cannot be drawn down to its edge: only its
     upper half (curve to upper edge) is shaded there, instead of a block to the axis floor
     (on a symlog axis likewise where the curve itself is above 0)."""
-    scale = ax.get_yscale()
+    logarithmic = ax.get_yscale() in ("log", "symlog")
     for epochs, center, low, high, style in bands:
-        if scale == "log":
-            low = np.where(low > 0, low, center)
-        elif scale == "symlog":  # the same for a positive curve; one below 0 keeps its band
+        if logarithmic:  # a curve below 0 (symlog only) keeps its band
             low = np.where((low > 0) | (center <= 0), low, center)
         ax.fill_between(epochs, low, high, lw=0, **style)
 
