@@ -3,9 +3,9 @@
 The protocol (docs/baselines.md) lives here, in one place: the problems, the optimizers,
 the learning-rate grid, the schedules and the seeds. From it this script
 
-* ``sweeps``: writes one sweep file per (problem, schedule) to
-  ``baselines/deepobs-pytorch/sweeps/`` (each a resumable piece of at most about two
-  hours on two cores);
+* ``sweeps``: writes one sweep file per piece to ``baselines/deepobs-pytorch/sweeps/``:
+  per (problem, schedule), or split by optimizer where that is needed to keep a piece to
+  at most about two hours on two cores (each piece is resumable);
 * ``run [--only REGEX]``: runs those sweep files with ``deepobs-tune`` (a finished run is
   found and skipped, so an interrupted piece continues where it stopped) and prints the
   CPU time of every (problem, optimizer, schedule) cell;
@@ -79,6 +79,12 @@ SCHEDULES = {"constant": None, "warmup_cosine": 0.05}
 TUNING_SEED = 42
 RERUN_SEEDS = range(43, 52)  # rerun_best: true
 WORKERS = 2
+#: Optimizers that get a piece of their own on a problem, to keep every piece to about two
+#: hours on two cores. Measured on mnist_logreg (constant rate, one thread a run): SOAP
+#: 7,423 CPU-seconds a cell (~140 s a run: it re-factorises a 784 x 784 preconditioner every
+#: 10 steps), the twelve others 10,582 s together; as one piece 2 h 34 min on 2 workers,
+#: split ~1.0 h and ~1.5 h.
+OWN_PIECE = {"mnist_logreg": ["soap"], "fmnist_logreg": ["soap"]}
 
 #: The published tuned learning rates of the cross-check (DeepOBS 1.1, quadratic_deep).
 CROSSCHECK = {"sgd": "SGD", "momentum": "Momentum", "adam": "Adam"}
@@ -105,12 +111,35 @@ def not_applicable(problem: str, optimizer: str) -> str:
     return "" if matrices else "the model has no hidden weight matrix (Muon trains only those)"
 
 
-def sweep_document(problem: str, schedule: str) -> dict:
-    """The sweep file of one piece: every applicable optimizer on one problem, one schedule."""
-    optimizers = {name: json.loads(json.dumps(space)) for name, space in OPTIMIZERS.items()  # no YAML aliases
-                  if not not_applicable(problem, name)}
+class Piece(NamedTuple):
+    """One sweep file: some optimizers on one problem with one schedule."""
+
+    name: str
+    problem: str
+    schedule: str
+    optimizers: tuple
+
+
+def pieces() -> list:
+    """Every piece of the protocol: per (problem, schedule) the applicable optimizers, those
+    in :data:`OWN_PIECE` each in a piece of its own (named ``PROBLEM__SCHEDULE__OPTIMIZER``)."""
+    found = []
+    for problem in PROBLEMS:
+        applicable = [name for name in OPTIMIZERS if not not_applicable(problem, name)]
+        alone = [name for name in OWN_PIECE.get(problem, []) if name in applicable]
+        rest = tuple(name for name in applicable if name not in alone)
+        for schedule in SCHEDULES:
+            found.append(Piece(f"{problem}__{schedule}", problem, schedule, rest))
+            found += [Piece(f"{problem}__{schedule}__{name}", problem, schedule, (name,)) for name in alone]
+    return found
+
+
+def sweep_document(piece: Piece) -> dict:
+    """The sweep file of one piece."""
+    problem, schedule = piece.problem, piece.schedule
+    optimizers = {name: json.loads(json.dumps(OPTIMIZERS[name])) for name in piece.optimizers}  # no YAML aliases
     document = {
-        "name": f"{problem}__{schedule}",
+        "name": piece.name,
         "output_dir": str(RESULTS.relative_to(REPO) / "deepobs-pytorch"),
         "problems": [problem],
         "optimizers": optimizers,
@@ -127,24 +156,30 @@ def sweep_document(problem: str, schedule: str) -> dict:
     return document
 
 
-def sweep_path(problem: str, schedule: str) -> Path:
-    return SWEEPS / f"{problem}__{schedule}.yaml"
+def sweep_path(piece: Piece) -> Path:
+    return SWEEPS / f"{piece.name}.yaml"
 
 
 def write_sweeps() -> list:
+    """Writes every piece's sweep file and removes sweep files that are no piece any more."""
     SWEEPS.mkdir(parents=True, exist_ok=True)
     written = []
-    for problem in PROBLEMS:
-        for schedule in SCHEDULES:
-            path = sweep_path(problem, schedule)
-            header = (f"# deepobs-pytorch baseline sweep: {problem}, {schedule} learning rate.\n"
-                      "# Written by scripts/pytorch_baselines.py sweeps (the protocol is there and in "
-                      "docs/baselines.md).\n# Run from the repository root: deepobs-tune " +
-                      str(path.relative_to(REPO)) + "\n")
-            skipped = {name: not_applicable(problem, name) for name in OPTIMIZERS}
+    for piece in pieces():
+        path = sweep_path(piece)
+        header = (f"# deepobs-pytorch baseline sweep: {piece.problem}, {piece.schedule} learning rate"
+                  f"{'' if len(piece.optimizers) > 1 else ', ' + piece.optimizers[0]}.\n"
+                  "# Written by scripts/pytorch_baselines.py sweeps (the protocol is there and in "
+                  "docs/baselines.md).\n# Run from the repository root: deepobs-tune " +
+                  str(path.relative_to(REPO)) + "\n")
+        if len(piece.optimizers) > 1:
+            skipped = {name: not_applicable(piece.problem, name) for name in OPTIMIZERS}
             header += "".join(f"# not run: {name}: {why}\n" for name, why in skipped.items() if why)
-            path.write_text(header + yaml.safe_dump(sweep_document(problem, schedule), sort_keys=False))
-            written.append(path)
+            header += "".join(f"# in a piece of its own: {name} (sweeps/{piece.name}__{name}.yaml)\n"
+                              for name in OWN_PIECE.get(piece.problem, []))
+        path.write_text(header + yaml.safe_dump(sweep_document(piece), sort_keys=False))
+        written.append(path)
+    for stale in set(SWEEPS.glob("*.yaml")) - set(written):
+        stale.unlink()
     return written
 
 
@@ -305,8 +340,9 @@ The protocol and the tables are in the documentation (docs/baselines.md).
 
 ## Origin
 * Produced by this repository: `python scripts/pytorch_baselines.py run` runs the sweep
-  files in `sweeps/` with `deepobs-tune` (one file per problem and schedule; a finished run
-  is skipped, so an interrupted piece resumes), then `python scripts/pytorch_baselines.py
+  files in `sweeps/` with `deepobs-tune` (one file per problem and schedule, SOAP on the
+  logreg problems in a file of its own, so that a piece takes at most about two hours on
+  two cores; a finished run is skipped, so an interrupted piece resumes), then `python scripts/pytorch_baselines.py
   build` writes these files. Every optimizer entry records under `provenance` the deepobs,
   torch and optimizer-package versions, the git commits and the machines of its runs.
 * `crosscheck/quadratic_deep.compact.json`: SGD, Momentum and Adam on quadratic_deep with

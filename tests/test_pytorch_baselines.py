@@ -88,18 +88,26 @@ def _names(protocol) -> list:
 
 
 def test_the_sweep_files_are_the_protocol():
+    """One sweep file per piece and no other; together the pieces hold every applicable
+    (problem, optimizer, schedule) cell exactly once."""
     protocol = _protocol()
-    for problem in protocol.PROBLEMS:
-        for schedule in protocol.SCHEDULES:
-            path = protocol.sweep_path(problem, schedule)
-            assert yaml.safe_load(path.read_text()) == protocol.sweep_document(problem, schedule), path.name
-            sweep = load_sweep(path)
-            grid = [s for s in sweep.searches.values() if s.planned_settings() == 36]
-            assert len(grid) == len(sweep.searches) - 1  # all but the learning-rate-free Prodigy
-            assert sweep.seeds == (42,) and sweep.rerun_seeds == tuple(range(43, 52))
-            if schedule == "warmup_cosine":
-                assert sweep.run_options["schedule_params"]["warmup_epochs"] == pytest.approx(
-                    0.05 * protocol.num_epochs(problem))
+    pieces = protocol.pieces()
+    assert {protocol.sweep_path(piece) for piece in pieces} == set(protocol.SWEEPS.glob("*.yaml"))
+    covered = sorted((p.problem, name, p.schedule) for p in pieces for name in p.optimizers)
+    assert covered == sorted((problem, name, schedule) for problem in protocol.PROBLEMS
+                             for name in protocol.OPTIMIZERS if not protocol.not_applicable(problem, name)
+                             for schedule in protocol.SCHEDULES)
+    assert ("mnist_logreg", ("soap",)) in {(p.problem, p.optimizers) for p in pieces}  # SOAP alone there
+    for piece in pieces:
+        path = protocol.sweep_path(piece)
+        assert yaml.safe_load(path.read_text()) == protocol.sweep_document(piece), path.name
+        sweep = load_sweep(path)
+        grid = [s for s in sweep.searches.values() if s.planned_settings() == 36]
+        assert len(grid) == len(sweep.searches) - ("prodigy" in piece.optimizers)  # Prodigy: learning-rate free
+        assert sweep.seeds == (42,) and sweep.rerun_seeds == tuple(range(43, 52))
+        if piece.schedule == "warmup_cosine":
+            assert sweep.run_options["schedule_params"]["warmup_epochs"] == pytest.approx(
+                0.05 * protocol.num_epochs(piece.problem))
 
 
 def test_deepobs_plot_draws_both_baseline_sets(tmp_path):
