@@ -110,7 +110,7 @@ def test_tuner_says_when_every_setting_diverged(tmp_path, capsys):
         write_run(tmp_path, data, setting=spec.result_folder().name)
     _print_summary(tune_studies([study]))
     assert capsys.readouterr().out.strip() == ("quadratic_deep SGD: every setting diverged (2 settings on seed 42); "
-                                               "rerun: lr=1.e-01; 2 seeds: all diverged")
+                                               "rerun: lr=0.1; 2 seeds: all diverged")
 
 
 def test_tuner_and_analyzer_choose_the_same_setting(tmp_path, capsys):
@@ -135,8 +135,8 @@ def test_tuner_and_analyzer_choose_the_same_setting(tmp_path, capsys):
     assert sorted(result.reruns.values) == [42, 43, 44]
     from deepobs.tuner.cli import _print_summary
 
-    _print_summary([result])  # rounded to 4 significant digits, naming the tuning seed
-    assert capsys.readouterr().out.strip() == ("quadratic_deep SGD: best lr=1.e-02 (final valid_losses 1 on seed 42); "
+    _print_summary([result])  # the setting exact, the values to 4 significant digits
+    assert capsys.readouterr().out.strip() == ("quadratic_deep SGD: best lr=0.01 (final valid_losses 1 on seed 42); "
                                                "3 seeds: mean 2.333 ± 0.9428")
 
     chosen = select_best(aggregate(load_results(tmp_path)), "final", "valid_accuracies")

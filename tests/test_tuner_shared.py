@@ -18,7 +18,6 @@ from pathlib import Path
 import pytest
 
 from deepobs.runners.locking import RunLock, lock_path
-from deepobs.runners.results import format_value
 from deepobs.tuner import GridSearch, SerialExecutor
 from deepobs.tuner.progress import SweepProgress
 from deepobs.tuner.runs import execute_run, objective, read_output
@@ -106,7 +105,7 @@ def test_two_drivers_on_one_sweep_share_the_runs_and_agree(tmp_path):
     best = max(scores, key=scores.get)
     for stdout, _ in outputs:
         (line,) = [line for line in stdout.splitlines() if " best " in line]
-        assert f"best lr={format_value(best)} " in line, (line, best)
+        assert f"best lr={best!r} " in line, (line, best)
     summary = json.loads((out / ".deepobs_tune" / "shared" / "summary.json").read_text())
     (study,) = summary["studies"]
     assert study["best_setting"] == {"lr": best}

@@ -197,7 +197,8 @@ def _run(sweep, executor_kind: str, workers: int, quiet: bool, threads: Optional
 
 def _print_summary(results: list) -> None:
     """The chosen setting of each study (deepobs.analyzer.selection's rule, as
-    deepobs-plot applies it) and its mean ± std over all its seeds, 4 significant digits."""
+    deepobs-plot applies it), its numbers exact so that they can be pasted into
+    ``deepobs-run``, and its mean ± std over all its seeds, 4 significant digits."""
     from deepobs.analyzer.selection import format_number, setting_value
     from deepobs.runners.results import format_value
 
@@ -205,7 +206,8 @@ def _print_summary(results: list) -> None:
         if result.best is None:
             print(f"{result.testproblem} {result.optimizer}: no setting finished")
             continue
-        setting = " ".join(f"{k}={format_value(v)}" for k, v in sorted(result.best.setting.items())) \
+        setting = " ".join(f"{k}={v!r}" if isinstance(v, float) else f"{k}={format_value(v)}"
+                           for k, v in sorted(result.best.setting.items())) \
             or "(its defaults)"
         seeds = ", ".join(str(seed) for seed in result.seeds)
         tuned = setting_value(result.best.values, result.seeds)
